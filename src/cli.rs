@@ -1,0 +1,52 @@
+//! What the one-shot subcommands print.
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::creds::Secrets;
+use crate::daemon::resolve_relay_addrs;
+
+#[derive(Serialize)]
+struct CredsOutput {
+    username: String,
+    credential: String,
+    ttl: u64,
+    urls: Vec<String>,
+}
+
+/// The STUN/TURN URLs clients should use, built from the advertised address.
+pub fn ice_urls(cfg: &Config) -> Vec<String> {
+    let host = resolve_relay_addrs(cfg).v4.1;
+    let port = cfg.turn.listen.first().map_or(3478, |a| a.port());
+    vec![
+        format!("stun:{host}:{port}"),
+        format!("turn:{host}:{port}?transport=udp"),
+    ]
+}
+
+pub fn creds_json(cfg: &Config, user: &str, ttl: Option<u64>) -> Result<String> {
+    let Some(list) = &cfg.auth.secrets else {
+        bail!(
+            "auth.secrets is not set: a daemon without it uses a random secret nobody else \
+             knows; set auth.secrets in the config file and pass --config"
+        );
+    };
+    let Some(secrets) = Secrets::new(list.clone()) else {
+        bail!("auth.secrets: empty secret list");
+    };
+    if user.is_empty() || user.contains(char::is_control) {
+        bail!("--user must be non-empty printable text");
+    }
+    let ttl = ttl.unwrap_or(cfg.auth.credential_ttl);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let c = secrets.mint(user, ttl, now);
+    Ok(serde_json::to_string_pretty(&CredsOutput {
+        username: c.username,
+        credential: c.credential,
+        ttl,
+        urls: ice_urls(cfg),
+    })?)
+}

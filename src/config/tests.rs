@@ -1,0 +1,794 @@
+use super::values::parse_cidr;
+use super::*;
+use ipnet::IpNet;
+use std::collections::BTreeSet;
+use std::net::Ipv6Addr;
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn net(text: &str) -> IpNet {
+    text.parse().unwrap()
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "config.toml")
+}
+
+fn error_of(text: &str) -> ConfigError {
+    match parse(text) {
+        Ok(config) => panic!("expected an error, got {config:?}\nfrom:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the error's key and line, and that its message contains `fragment`.
+#[track_caller]
+fn assert_error(text: &str, key: &str, line: usize, fragment: &str) {
+    let e = error_of(text);
+    assert_eq!(e.key.as_deref(), Some(key), "key of {e}");
+    assert_eq!(e.line, Some(line), "line of {e}");
+    assert!(e.message.contains(fragment), "{e:?} lacks {fragment:?}");
+    assert_eq!(e.origin, "config.toml");
+}
+
+/// A [turn] section whose line 5 is `line5`, with ordinary lines around it.
+fn turn_with_line5(line5: &str) -> String {
+    format!(
+        "# test\n[turn]\nrealm = \"example.org\"\nworkers = 2\n{line5}\nuser_quota = 5\n\n[log]\nlevel = \"debug\"\n"
+    )
+}
+
+fn auth_with_line5(line5: &str) -> String {
+    format!("# test\n\n[auth]\ncredential_ttl = 3600\n{line5}\nexpiry_grace = 5\n")
+}
+
+fn expected_defaults() -> Config {
+    Config {
+        turn: TurnSection {
+            listen: vec![addr("0.0.0.0:3478")],
+            realm: "natbridge".into(),
+            relay_ip: IpSetting::Auto,
+            relay_ipv6: IpSetting::None,
+            external_ip: IpSetting::Auto,
+            external_ipv6: IpSetting::Auto,
+            relay_port_min: 49152,
+            relay_port_max: 65535,
+            workers: 0,
+            default_lifetime: 600,
+            max_lifetime: 3600,
+            nonce_lifetime: 600,
+            user_quota: 10,
+            max_allocations: 10000,
+            max_permissions: 64,
+            max_channels: 128,
+        },
+        auth: AuthSection {
+            secrets: None,
+            credential_ttl: 86400,
+            expiry_grace: 0,
+        },
+        peers: PeerSection {
+            allow: vec![],
+            deny: vec![],
+            allow_lan: false,
+        },
+        log: LogSection {
+            level: "info".into(),
+            format: LogFormat::Text,
+        },
+    }
+}
+
+/// Every field different from its default.
+fn everything_changed() -> Config {
+    Config {
+        turn: TurnSection {
+            listen: vec![addr("192.0.2.10:3478"), addr("[2001:db8::1]:3479")],
+            realm: "example.org".into(),
+            relay_ip: IpSetting::Ip("192.0.2.10".parse().unwrap()),
+            relay_ipv6: IpSetting::Auto,
+            external_ip: IpSetting::Ip("198.51.100.7".parse().unwrap()),
+            external_ipv6: IpSetting::Ip("2001:db8::7".parse().unwrap()),
+            relay_port_min: 40000,
+            relay_port_max: 40999,
+            workers: 4,
+            default_lifetime: 300,
+            max_lifetime: 7200,
+            nonce_lifetime: 120,
+            user_quota: 3,
+            max_allocations: 500,
+            max_permissions: 16,
+            max_channels: 4096,
+        },
+        auth: AuthSection {
+            secrets: Some(vec!["new \"quoted\" secret".into(), "old-secret".into()]),
+            credential_ttl: 600,
+            expiry_grace: 30,
+        },
+        peers: PeerSection {
+            allow: vec![net("10.1.2.3/32"), net("fd00::/8")],
+            deny: vec![net("203.0.113.0/24")],
+            allow_lan: true,
+        },
+        log: LogSection {
+            level: "natbridge=trace,warn".into(),
+            format: LogFormat::Json,
+        },
+    }
+}
+
+// ---- defaults and the embedded file ----
+
+#[test]
+fn embedded_file_parses_to_the_expected_defaults() {
+    let parsed = Config::parse(DEFAULT_CONFIG_TOML, BUILT_IN_ORIGIN).unwrap();
+    assert_eq!(parsed, expected_defaults());
+    assert_eq!(Config::default(), expected_defaults());
+}
+
+#[test]
+fn section_defaults_agree_with_the_embedded_file() {
+    // Keys left out of a file take the section defaults, so these must be the
+    // file's values too.
+    assert_eq!(Config::fallback(), expected_defaults());
+    assert_eq!(parse("").unwrap(), expected_defaults());
+    assert_eq!(
+        parse("[turn]\n[auth]\n[peers]\n[log]\n").unwrap(),
+        expected_defaults()
+    );
+}
+
+fn key_paths(table: &dyn toml_edit::TableLike, prefix: &str, out: &mut BTreeSet<String>) {
+    for (name, item) in table.iter() {
+        let path = format!("{prefix}{name}");
+        match item.as_table_like() {
+            Some(child) => key_paths(child, &format!("{path}."), out),
+            None => {
+                out.insert(path);
+            }
+        }
+    }
+}
+
+fn keys_of(text: &str) -> BTreeSet<String> {
+    let document = toml_edit::Document::parse(text).unwrap();
+    let mut keys = BTreeSet::new();
+    key_paths(document.as_table(), "", &mut keys);
+    keys
+}
+
+#[test]
+fn embedded_file_lists_every_key() {
+    let mut with_secrets = Config::default();
+    with_secrets.auth.secrets = Some(vec!["s".into()]);
+    let all_keys = keys_of(&with_secrets.to_toml());
+    let mut documented = keys_of(DEFAULT_CONFIG_TOML);
+    // Absent by default, so shown commented out.
+    assert!(DEFAULT_CONFIG_TOML.contains("\n# secrets = [\"change-me\"]\n"));
+    documented.insert("auth.secrets".into());
+    assert_eq!(documented, all_keys);
+}
+
+#[test]
+fn embedded_file_commented_secrets_example_is_valid() {
+    let uncommented = DEFAULT_CONFIG_TOML.replace("\n# secrets = ", "\nsecrets = ");
+    let config = Config::parse(&uncommented, BUILT_IN_ORIGIN).unwrap();
+    assert_eq!(config.auth.secrets, Some(vec!["change-me".to_owned()]));
+}
+
+#[test]
+fn missing_keys_take_defaults() {
+    let config = parse("[turn]\nrealm = \"example.org\"\n[peers]\nallow_lan = true\n").unwrap();
+    let mut expected = expected_defaults();
+    expected.turn.realm = "example.org".into();
+    expected.peers.allow_lan = true;
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn dotted_keys_and_inline_tables_work() {
+    let config = parse("turn.workers = 3\nlog = { format = \"json\" }\n").unwrap();
+    assert_eq!(config.turn.workers, 3);
+    assert_eq!(config.log.format, LogFormat::Json);
+}
+
+// ---- to_toml ----
+
+#[test]
+fn to_toml_round_trips() {
+    for config in [expected_defaults(), everything_changed()] {
+        let text = config.to_toml();
+        assert_eq!(parse(&text).unwrap(), config, "from:\n{text}");
+    }
+}
+
+#[test]
+fn secrets_stay_out_of_debug_and_redacted_output() {
+    let config = everything_changed();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("old-secret"), "{debug}");
+    assert!(debug.contains("<2 redacted>"), "{debug}");
+    let redacted = config.to_toml_redacted();
+    assert!(!redacted.contains("old-secret"), "{redacted}");
+    assert!(config.to_toml().contains("old-secret"));
+    let reparsed = parse(&redacted).unwrap();
+    assert_eq!(reparsed.auth.secrets.map(|list| list.len()), Some(2));
+}
+
+#[test]
+fn absent_secrets_are_left_out_of_to_toml() {
+    assert!(!Config::default().to_toml().contains("secrets"));
+}
+
+// ---- values written as strings ----
+
+#[test]
+fn ip_setting_parses_and_prints() {
+    assert_eq!("auto".parse::<IpSetting>(), Ok(IpSetting::Auto));
+    assert_eq!("NONE".parse::<IpSetting>(), Ok(IpSetting::None));
+    assert_eq!(
+        "::1".parse::<IpSetting>(),
+        Ok(IpSetting::Ip(IpAddr::V6(Ipv6Addr::LOCALHOST)))
+    );
+    assert!("localhost".parse::<IpSetting>().is_err());
+    for text in ["auto", "none", "192.0.2.1", "2001:db8::1"] {
+        assert_eq!(text.parse::<IpSetting>().unwrap().to_string(), text);
+    }
+}
+
+#[test]
+fn cidr_forms() {
+    assert_eq!(parse_cidr("10.0.0.5"), Ok(net("10.0.0.5/32")));
+    assert_eq!(parse_cidr("2001:db8::5"), Ok(net("2001:db8::5/128")));
+    assert_eq!(parse_cidr("127.0.0.0/8"), Ok(net("127.0.0.0/8")));
+    assert_eq!(parse_cidr("0.0.0.0/0"), Ok(net("0.0.0.0/0")));
+    assert_eq!(parse_cidr("fc00::/7"), Ok(net("fc00::/7")));
+    let host_bits = parse_cidr("10.0.0.5/8").unwrap_err();
+    assert!(
+        host_bits.contains(r#"did you mean "10.0.0.0/8" or "10.0.0.5"?"#),
+        "{host_bits}"
+    );
+    assert!(parse_cidr("10.0.0.0/33").unwrap_err().contains("0 to 32"));
+    assert!(parse_cidr("::/129").unwrap_err().contains("0 to 128"));
+    assert!(parse_cidr("10.0.0/8").is_err());
+    assert!(parse_cidr("10.0.0.0/").is_err());
+    assert!(parse_cidr("").is_err());
+}
+
+// ---- errors from reading the TOML ----
+
+#[test]
+fn unknown_key_in_a_section() {
+    assert_error(
+        &turn_with_line5("bogus = 1"),
+        "turn.bogus",
+        5,
+        "unknown key (expected one of listen, realm,",
+    );
+    let e = error_of(&turn_with_line5("bogus = 1"));
+    assert!(!e.message.contains('`'), "{e}");
+}
+
+#[test]
+fn unknown_key_at_top_level() {
+    assert_error(
+        "# test\n[turn]\nworkers = 1\n\nverbose = true\n",
+        "turn.verbose",
+        5,
+        "unknown key",
+    );
+    assert_error(
+        "# a\n# b\n\n\ndebug = true\n[turn]\n",
+        "debug",
+        5,
+        "unknown key (expected one of turn, auth, peers, log)",
+    );
+    assert_error(
+        "[turn]\n\n\n\n[signalling]\nport = 1\n",
+        "signalling",
+        5,
+        "unknown key",
+    );
+}
+
+#[test]
+fn unknown_key_in_an_inline_table() {
+    assert_error(
+        "\n\n\n\nlog = { level = \"info\", colour = true }\n",
+        "log.colour",
+        5,
+        "unknown key (expected level or format)",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    assert_error(
+        &turn_with_line5("relay_port_min = \"49152\""),
+        "turn.relay_port_min",
+        5,
+        "invalid type: string \"49152\", expected an integer from 0 to 65535",
+    );
+    assert_error(
+        &turn_with_line5("listen = \"0.0.0.0:3478\""),
+        "turn.listen",
+        5,
+        "expected an array",
+    );
+    assert_error(
+        "[peers]\n\n\n\nallow_lan = \"yes\"\n",
+        "peers.allow_lan",
+        5,
+        "expected true or false",
+    );
+    assert_error("\n\n\n\nturn = 5\n", "turn", 5, "expected a table");
+}
+
+#[test]
+fn out_of_range_integer() {
+    assert_error(
+        &turn_with_line5("relay_port_max = 70000"),
+        "turn.relay_port_max",
+        5,
+        "expected an integer from 0 to 65535",
+    );
+    assert_error(
+        &turn_with_line5("max_lifetime = -1"),
+        "turn.max_lifetime",
+        5,
+        "expected a non-negative integer",
+    );
+}
+
+#[test]
+fn bad_cidr_names_key_line_and_value() {
+    let text =
+        "[peers]\nallow = [\n  \"10.0.0.0/8\",\n  \"192.168.0.0/16\",\n  \"10.0.0.0/33\",\n]\n";
+    assert_error(
+        text,
+        "peers.allow",
+        5,
+        r#"invalid CIDR "10.0.0.0/33": prefix length"#,
+    );
+    let e = error_of("[peers]\n\n\n\ndeny = [\"not-a-net\"]\n");
+    assert_eq!(
+        e.to_string(),
+        r#"config.toml:5: peers.deny: invalid CIDR "not-a-net": not an IP address or ADDRESS/PREFIX"#
+    );
+}
+
+#[test]
+fn bad_ip_setting() {
+    assert_error(
+        &turn_with_line5("external_ip = \"my.host.example\""),
+        "turn.external_ip",
+        5,
+        r#"invalid address "my.host.example" (expected "auto", "none" or an IP address)"#,
+    );
+}
+
+#[test]
+fn bad_listen_address() {
+    let text = "[turn]\nlisten = [\n  \"0.0.0.0:3478\",\n\n  \"0.0.0.0\",\n]\n";
+    assert_error(
+        text,
+        "turn.listen",
+        5,
+        r#"invalid address "0.0.0.0" (expected IP:PORT"#,
+    );
+}
+
+#[test]
+fn bad_log_format() {
+    assert_error(
+        "[log]\n\n\n\nformat = \"xml\"\n",
+        "log.format",
+        5,
+        "unknown variant `xml`, expected `text` or `json`",
+    );
+}
+
+#[test]
+fn syntax_errors_give_the_line() {
+    assert_error(&turn_with_line5("workers = "), "turn.workers", 5, "");
+    let e = error_of("[turn]\nrealm = \"x\"\n\n\n[auth\n");
+    assert_eq!(e.line, Some(5), "{e}");
+    assert_eq!(e.key.as_deref(), Some("auth"), "{e}");
+    assert!(!e.message.contains('\n'));
+}
+
+#[test]
+fn duplicate_key() {
+    assert_error(
+        &turn_with_line5("workers = 3"),
+        "turn.workers",
+        5,
+        "duplicate key",
+    );
+}
+
+// ---- semantic errors, each with its key and line ----
+
+#[test]
+fn listen_must_not_be_empty() {
+    assert_error(
+        &turn_with_line5("listen = []"),
+        "turn.listen",
+        5,
+        "no listen address",
+    );
+}
+
+#[test]
+fn listen_port_0_points_at_the_element() {
+    let text = "[turn]\nlisten = [\n  \"0.0.0.0:3478\",\n  \"[::]:3478\",\n  \"192.0.2.1:0\",\n]\n";
+    assert_error(text, "turn.listen", 5, "port 0");
+}
+
+#[test]
+fn listen_duplicates_are_refused() {
+    let text = "[turn]\nlisten = [\n  \"0.0.0.0:3478\",\n\n  \"0.0.0.0:3478\",\n]\n";
+    assert_error(text, "turn.listen", 5, "listed twice");
+}
+
+#[test]
+fn relay_ports_must_not_be_0() {
+    assert_error(
+        &turn_with_line5("relay_port_min = 0"),
+        "turn.relay_port_min",
+        5,
+        "port 0",
+    );
+    assert_error(
+        &turn_with_line5("relay_port_max = 0"),
+        "turn.relay_port_max",
+        5,
+        "port 0",
+    );
+}
+
+#[test]
+fn inverted_port_range() {
+    let text = "[turn]\nrelay_port_max = 50000\n\n\nrelay_port_min = 60000\n";
+    assert_error(text, "turn.relay_port_min", 5, "inverted port range");
+    assert_eq!(
+        error_of(text).to_string(),
+        "config.toml:5: turn.relay_port_min: inverted port range: relay_port_min (60000) must not exceed relay_port_max (50000)"
+    );
+    // Only max written: the conflict is on max's line.
+    assert_error(
+        &turn_with_line5("relay_port_max = 1000"),
+        "turn.relay_port_max",
+        5,
+        "inverted port range",
+    );
+    // A single-port range is fine.
+    parse("[turn]\nrelay_port_min = 50000\nrelay_port_max = 50000\n").unwrap();
+}
+
+#[test]
+fn realm_rules() {
+    assert_error(
+        "[turn]\n\n\n\nrealm = \"\"\n",
+        "turn.realm",
+        5,
+        "must not be empty",
+    );
+    let long = format!("[turn]\n\n\n\nrealm = \"{}\"\n", "a".repeat(128));
+    assert_error(&long, "turn.realm", 5, "at most 127");
+    parse(&format!("[turn]\nrealm = \"{}\"\n", "a".repeat(127))).unwrap();
+    assert_error(
+        "[turn]\n\n\n\nrealm = \"caf\u{e9}\"\n",
+        "turn.realm",
+        5,
+        "printable ASCII",
+    );
+    assert_error(
+        "[turn]\n\n\n\nrealm = \"a\\tb\"\n",
+        "turn.realm",
+        5,
+        "printable ASCII",
+    );
+}
+
+#[test]
+fn empty_secret_list() {
+    assert_error(
+        &auth_with_line5("secrets = []"),
+        "auth.secrets",
+        5,
+        "empty secret list",
+    );
+}
+
+#[test]
+fn empty_secret_points_at_the_element() {
+    let text = "[auth]\nsecrets = [\n  \"new\",\n  \"old\",\n  \"\",\n]\n";
+    assert_error(text, "auth.secrets", 5, "secret #3 is an empty string");
+    assert_error(
+        &auth_with_line5("secrets = [\"\"]"),
+        "auth.secrets",
+        5,
+        "secret #1",
+    );
+}
+
+#[test]
+fn max_lifetime_below_default_lifetime() {
+    assert_error(
+        &turn_with_line5("max_lifetime = 300"),
+        "turn.max_lifetime",
+        5,
+        "must be at least default_lifetime (600)",
+    );
+    // Only default_lifetime written: the conflict is on its line.
+    assert_error(
+        &turn_with_line5("default_lifetime = 7200"),
+        "turn.default_lifetime",
+        5,
+        "max_lifetime (3600) must be at least default_lifetime (7200)",
+    );
+}
+
+#[test]
+fn lifetimes_have_bounds() {
+    assert_error(
+        &turn_with_line5("default_lifetime = 0"),
+        "turn.default_lifetime",
+        5,
+        "too short",
+    );
+    assert_error(
+        &turn_with_line5("nonce_lifetime = 29"),
+        "turn.nonce_lifetime",
+        5,
+        "at least 30",
+    );
+    parse(&turn_with_line5("nonce_lifetime = 30")).unwrap();
+    assert_error(
+        &turn_with_line5("max_lifetime = 99999999999"),
+        "turn.max_lifetime",
+        5,
+        "365 days",
+    );
+}
+
+#[test]
+fn credential_ttl_and_grace_bounds() {
+    assert_error(
+        "[auth]\n\n\n\ncredential_ttl = 59\n",
+        "auth.credential_ttl",
+        5,
+        "at least 60",
+    );
+    parse("[auth]\ncredential_ttl = 60\n").unwrap();
+    assert_error(
+        "[auth]\n\n\n\nexpiry_grace = 999999999\n",
+        "auth.expiry_grace",
+        5,
+        "365 days",
+    );
+}
+
+#[test]
+fn workers_at_most_256() {
+    assert_error(
+        "[turn]\n\n\n\nworkers = 257\n",
+        "turn.workers",
+        5,
+        "at most 256",
+    );
+    parse("[turn]\nworkers = 256\n").unwrap();
+}
+
+#[test]
+fn counts_must_be_at_least_1() {
+    for key in [
+        "user_quota",
+        "max_allocations",
+        "max_permissions",
+        "max_channels",
+    ] {
+        let text = format!("[turn]\n\n\n\n{key} = 0\n");
+        assert_error(&text, &format!("turn.{key}"), 5, "at least 1");
+    }
+}
+
+#[test]
+fn max_channels_at_most_4096() {
+    assert_error(
+        "[turn]\n\n\n\nmax_channels = 4097\n",
+        "turn.max_channels",
+        5,
+        "at most 4096",
+    );
+    parse("[turn]\nmax_channels = 4096\n").unwrap();
+}
+
+#[test]
+fn address_family_mismatch() {
+    let cases = [
+        (
+            "relay_ip = \"2001:db8::1\"",
+            "turn.relay_ip",
+            "IPv6 address",
+        ),
+        ("external_ip = \"::1\"", "turn.external_ip", "IPv6 address"),
+        (
+            "relay_ipv6 = \"192.0.2.1\"",
+            "turn.relay_ipv6",
+            "IPv4 address",
+        ),
+        (
+            "external_ipv6 = \"192.0.2.1\"",
+            "turn.external_ipv6",
+            "IPv4 address",
+        ),
+    ];
+    for (line, key, fragment) in cases {
+        let text = format!("[turn]\nrelay_ipv6 = \"auto\"\n\n\n{line}\n");
+        let text = if key == "turn.relay_ipv6" {
+            format!("[turn]\n\n\n\n{line}\n")
+        } else {
+            text
+        };
+        assert_error(&text, key, 5, fragment);
+    }
+}
+
+#[test]
+fn addresses_must_be_unicast_hosts() {
+    assert_error(
+        &turn_with_line5("relay_ip = \"0.0.0.0\""),
+        "turn.relay_ip",
+        5,
+        "not a unicast host",
+    );
+    assert_error(
+        &turn_with_line5("external_ip = \"224.0.0.1\""),
+        "turn.external_ip",
+        5,
+        "not a unicast host",
+    );
+    assert_error(
+        &turn_with_line5("relay_ipv6 = \"::\""),
+        "turn.relay_ipv6",
+        5,
+        "not a unicast host",
+    );
+    parse(&turn_with_line5("relay_ip = \"127.0.0.1\"")).unwrap();
+}
+
+#[test]
+fn relay_ip_none_is_refused() {
+    assert_error(
+        &turn_with_line5("relay_ip = \"none\""),
+        "turn.relay_ip",
+        5,
+        "cannot be \"none\"",
+    );
+    assert_error(
+        &turn_with_line5("external_ip = \"none\""),
+        "turn.external_ip",
+        5,
+        "cannot be \"none\"",
+    );
+}
+
+#[test]
+fn external_ipv6_must_agree_with_relay_ipv6() {
+    assert_error(
+        &turn_with_line5("external_ipv6 = \"2001:db8::1\""),
+        "turn.external_ipv6",
+        5,
+        "no IPv6 relays",
+    );
+    assert_error(
+        "[turn]\nexternal_ipv6 = \"none\"\n\n\nrelay_ipv6 = \"auto\"\n",
+        "turn.external_ipv6",
+        2,
+        "enables IPv6 relays",
+    );
+    let config =
+        parse("[turn]\nrelay_ipv6 = \"2001:db8::1\"\nexternal_ipv6 = \"2001:db8::2\"\n").unwrap();
+    assert_eq!(
+        config.turn.external_ipv6,
+        IpSetting::Ip("2001:db8::2".parse().unwrap())
+    );
+}
+
+#[test]
+fn log_level_rules() {
+    assert_error(
+        "[log]\n\n\n\nlevel = \"\"\n",
+        "log.level",
+        5,
+        "must not be empty",
+    );
+    assert_error(
+        "[log]\n\n\n\nlevel = \"  \"\n",
+        "log.level",
+        5,
+        "must not be empty",
+    );
+    assert_error(
+        "[log]\n\n\n\nlevel = \"inof\"\n",
+        "log.level",
+        5,
+        "unknown log level \"inof\"",
+    );
+    assert_error(
+        "[log]\n\n\n\nlevel = \"natbridge=loud\"\n",
+        "log.level",
+        5,
+        "invalid log filter",
+    );
+    for level in [
+        "error",
+        "WARN",
+        "info",
+        "debug",
+        "trace",
+        "off",
+        "natbridge=debug,info",
+    ] {
+        let config = parse(&format!("[log]\nlevel = \"{level}\"\n")).unwrap();
+        assert_eq!(config.log.level, level);
+    }
+}
+
+// ---- the error type and the API around it ----
+
+#[test]
+fn validate_names_the_key_without_a_line() {
+    let mut config = Config::default();
+    assert_eq!(config.validate(), Ok(()));
+    config.turn.relay_port_min = 60000;
+    config.turn.relay_port_max = 50000;
+    let e = config.validate().unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("turn.relay_port_min"));
+    assert_eq!(e.line, None);
+    assert_eq!(
+        e.to_string(),
+        "turn.relay_port_min: inverted port range: relay_port_min (60000) must not exceed relay_port_max (50000)"
+    );
+}
+
+#[test]
+fn display_leaves_out_unknown_parts() {
+    let e = ConfigError {
+        key: None,
+        line: None,
+        message: "cannot read the file".into(),
+        origin: "/etc/natbridge.toml".into(),
+    };
+    assert_eq!(e.to_string(), "/etc/natbridge.toml: cannot read the file");
+    let e = ConfigError {
+        key: Some("turn.realm".into()),
+        line: Some(3),
+        message: "bad".into(),
+        origin: String::new(),
+    };
+    assert_eq!(e.to_string(), "3: turn.realm: bad");
+}
+
+#[test]
+fn load_reads_the_file_and_names_it() {
+    let dir = std::env::temp_dir().join(format!("natbridge-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("natbridge.toml");
+    std::fs::write(&path, "[turn]\nworkers = 2\n\n\nrealm = \"\"\n").unwrap();
+    let e = Config::load(&path).unwrap_err();
+    assert_eq!(e.origin, path.display().to_string());
+    assert_eq!(e.line, Some(5));
+    std::fs::write(&path, "[turn]\nworkers = 2\n").unwrap();
+    assert_eq!(Config::load(&path).unwrap().turn.workers, 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let e = Config::load(&dir.join("missing.toml")).unwrap_err();
+    assert!(e.message.starts_with("cannot read the file"), "{e}");
+    assert!(e.to_string().contains("missing.toml"), "{e}");
+    assert_eq!((e.key, e.line), (None, None));
+}

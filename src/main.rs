@@ -1,0 +1,127 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use natbridge::config::{Config, LogFormat};
+use natbridge::daemon;
+
+/// natbridge: STUN/TURN server and WebRTC signaling in one binary.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon (the default): on built-in defaults without --config.
+    Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print a TURN REST credential as JSON, for a trickle-ICE page or a test.
+    Creds {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The user part of the username (quota and accounting key).
+        #[arg(long, default_value = "natbridge-cli")]
+        user: String,
+        /// Seconds of validity; defaults to auth.credential_ttl.
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig { file: PathBuf },
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, natbridge::config::ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Ok(Config::default()),
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // Under systemd the journal stamps each line itself.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (cfg.log.format, journald) {
+        (LogFormat::Json, _) => builder.json().init(),
+        (LogFormat::Text, true) => builder.without_time().with_ansi(false).init(),
+        (LogFormat::Text, false) => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Cmd::Serve { config: None }) {
+        Cmd::Serve { config } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("natbridge: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&cfg);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("natbridge: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(daemon::serve(cfg, config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("natbridge: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Creds { config, user, ttl } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("natbridge: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match natbridge::cli::creds_json(&cfg, &user, ttl) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("natbridge: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::CheckConfig { file } => match Config::load(&file) {
+            Ok(cfg) => {
+                print!("{}", cfg.to_toml_redacted());
+                eprintln!("natbridge: {} is valid", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("natbridge: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}

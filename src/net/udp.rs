@@ -1,0 +1,286 @@
+//! The UDP driver: one thread per worker, each with a current-thread tokio
+//! runtime that owns a TurnCore, one SO_REUSEPORT socket per listen address and
+//! the relay sockets of its allocations. Nothing on the packet path crosses a
+//! thread, takes a lock or allocates: datagrams are read into one buffer per
+//! worker that keeps headroom for the ChannelData header.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::turn::stats::Stats;
+use crate::turn::wire::CHANNEL_HEADER_LEN;
+use crate::turn::{ClientAddr, Command, CoreConfig, Now, RelayId, SharedState, Transport, TurnCore};
+
+use super::sockets;
+
+/// Largest UDP payload plus ChannelData headroom and stream padding.
+const BUF_LEN: usize = CHANNEL_HEADER_LEN + 65535 + 3;
+/// Datagrams handled per socket wake-up before yielding to other sockets.
+const BURST: usize = 64;
+const STATS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Messages from the daemon to a worker.
+#[derive(Debug)]
+pub enum Control {
+    Reconfigure(Arc<CoreConfig>),
+    RevokeUser { user: String, until_unix: u64 },
+    Drain,
+    Shutdown,
+}
+
+pub struct Worker {
+    pub control: mpsc::UnboundedSender<Control>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// The latest counters of each worker, for status lines and metrics.
+pub type StatsBoard = Arc<Mutex<Vec<Stats>>>;
+
+struct RelaySocket {
+    socket: Rc<UdpSocket>,
+    task: JoinHandle<()>,
+}
+
+struct WorkerState {
+    core: TurnCore,
+    listeners: Vec<Rc<UdpSocket>>,
+    relays: HashMap<RelayId, RelaySocket>,
+    buf: Vec<u8>,
+}
+
+type State = Rc<RefCell<WorkerState>>;
+
+/// Binds `workers` sockets on every listen address. Done before the workers
+/// start, so a port conflict fails the start-up with a clear error.
+pub fn bind_listeners(listen: &[SocketAddr], workers: usize) -> io::Result<Vec<Vec<std::net::UdpSocket>>> {
+    (0..workers)
+        .map(|_| {
+            listen
+                .iter()
+                .map(|addr| {
+                    sockets::reuseport_udp(*addr).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}"))
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+pub fn spawn_worker(
+    index: usize,
+    workers: usize,
+    listeners: Vec<std::net::UdpSocket>,
+    cfg: Arc<CoreConfig>,
+    shared: Arc<SharedState>,
+    board: StatsBoard,
+) -> io::Result<Worker> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("turn-worker-{index}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(worker = index, error = %e, "cannot start worker runtime");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, run(index, workers, listeners, cfg, shared, board, rx));
+        })?;
+    Ok(Worker { control: tx, thread })
+}
+
+async fn run(
+    index: usize,
+    workers: usize,
+    listeners: Vec<std::net::UdpSocket>,
+    cfg: Arc<CoreConfig>,
+    shared: Arc<SharedState>,
+    board: StatsBoard,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
+    let rng: Box<dyn rand::Rng + Send> = Box::new(<rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng()));
+    let core = TurnCore::new(cfg, shared, rng, index, workers);
+    let mut socks = Vec::new();
+    for l in listeners {
+        match UdpSocket::from_std(l) {
+            Ok(s) => socks.push(Rc::new(s)),
+            Err(e) => {
+                tracing::error!(worker = index, error = %e, "cannot register listener");
+                return;
+            }
+        }
+    }
+    let state: State = Rc::new(RefCell::new(WorkerState {
+        core,
+        listeners: socks.clone(),
+        relays: HashMap::new(),
+        buf: vec![0; BUF_LEN],
+    }));
+    let mut tasks = Vec::new();
+    for (i, sock) in socks.into_iter().enumerate() {
+        tasks.push(tokio::task::spawn_local(listen_loop(state.clone(), sock, i as u16)));
+    }
+    tasks.push(tokio::task::spawn_local(timer_loop(state.clone(), board, index)));
+    while let Some(msg) = control.recv().await {
+        let mut st = state.borrow_mut();
+        match msg {
+            Control::Reconfigure(cfg) => st.core.reconfigure(cfg),
+            Control::RevokeUser { user, until_unix } => {
+                st.core.revoke_user(&user, until_unix);
+            }
+            Control::Drain => st.core.set_draining(true),
+            Control::Shutdown => break,
+        }
+        drop(st);
+        process_commands(&state);
+    }
+    for t in tasks {
+        t.abort();
+    }
+    let relays: Vec<RelaySocket> = state.borrow_mut().relays.drain().map(|(_, r)| r).collect();
+    for r in relays {
+        r.task.abort();
+    }
+}
+
+async fn listen_loop(state: State, sock: Rc<UdpSocket>, listener: u16) {
+    loop {
+        if sock.readable().await.is_err() {
+            continue;
+        }
+        for _ in 0..BURST {
+            let mut st = state.borrow_mut();
+            let WorkerState { core, relays, buf, .. } = &mut *st;
+            let (n, from) = match sock.try_recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP errors from earlier sends surface here; nothing to do.
+                Err(_) => continue,
+            };
+            let client = ClientAddr {
+                transport: Transport::Udp,
+                addr: from,
+                listener,
+            };
+            let now = Now::system();
+            if let Some(send) = core.handle_client(client, &buf[..n], now)
+                && let Some(relay) = relays.get(&send.relay)
+            {
+                let _ = relay.socket.try_send_to(send.payload, send.peer);
+            }
+            let pending = core.has_commands();
+            drop(st);
+            if pending {
+                process_commands(&state);
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn relay_loop(state: State, sock: Rc<UdpSocket>, relay: RelayId) {
+    loop {
+        if sock.readable().await.is_err() {
+            continue;
+        }
+        for _ in 0..BURST {
+            let mut st = state.borrow_mut();
+            let WorkerState { core, listeners, buf, .. } = &mut *st;
+            let (n, peer) = match sock.try_recv_from(&mut buf[CHANNEL_HEADER_LEN..BUF_LEN - 3]) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => continue,
+            };
+            let now = Now::system();
+            if let Some(out) = core.handle_peer(relay, peer, buf, n, now)
+                && let Some(l) = listeners.get(usize::from(out.client.listener))
+            {
+                let _ = l.try_send_to(&buf[..out.len], out.client.addr);
+            }
+            let pending = core.has_commands();
+            drop(st);
+            if pending {
+                process_commands(&state);
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn timer_loop(state: State, board: StatsBoard, index: usize) {
+    let mut last_stats = tokio::time::Instant::now();
+    loop {
+        let wake = state.borrow().core.poll_timeout();
+        let sleep = wake
+            .map(|w| w.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or(STATS_INTERVAL)
+            .min(STATS_INTERVAL);
+        tokio::time::sleep(sleep).await;
+        state.borrow_mut().core.handle_timeout(Now::system());
+        process_commands(&state);
+        if last_stats.elapsed() >= STATS_INTERVAL {
+            last_stats = tokio::time::Instant::now();
+            let stats = state.borrow().core.stats();
+            if let Ok(mut b) = board.lock() {
+                if b.len() <= index {
+                    b.resize(index + 1, Stats::default());
+                }
+                b[index] = stats;
+            }
+        }
+    }
+}
+
+/// Carries out what the core asked for, including relay binds whose outcome
+/// feeds straight back into the core.
+fn process_commands(state: &State) {
+    loop {
+        let cmd = state.borrow_mut().core.poll_command();
+        let Some(cmd) = cmd else { break };
+        match cmd {
+            Command::ToClient { client, bytes } => {
+                let st = state.borrow();
+                if let Some(l) = st.listeners.get(usize::from(client.listener)) {
+                    let _ = l.try_send_to(&bytes, client.addr);
+                }
+            }
+            Command::BindRelay { relay, addr } => {
+                let bound = sockets::relay_udp(addr).and_then(UdpSocket::from_std);
+                let ok = match bound {
+                    Ok(sock) => {
+                        let sock = Rc::new(sock);
+                        let task = tokio::task::spawn_local(relay_loop(state.clone(), sock.clone(), relay));
+                        state
+                            .borrow_mut()
+                            .relays
+                            .insert(relay, RelaySocket { socket: sock, task });
+                        true
+                    }
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "relay port unavailable, trying another");
+                        false
+                    }
+                };
+                state.borrow_mut().core.relay_bound(relay, ok, Now::system());
+            }
+            Command::CloseRelay { relay, .. } => {
+                let removed = state.borrow_mut().relays.remove(&relay);
+                if let Some(r) = removed {
+                    r.task.abort();
+                }
+            }
+        }
+    }
+}

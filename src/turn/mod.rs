@@ -1,0 +1,189 @@
+//! The STUN/TURN half. `TurnCore` is a sans-IO state machine (bytes, source and
+//! time in; commands out); `crate::net::udp` drives it with real sockets.
+
+pub mod allocation;
+pub mod nonce;
+pub mod policy;
+pub mod ports;
+pub mod server;
+pub mod stats;
+pub mod wire;
+
+mod auth;
+mod relay;
+mod retransmit;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+use crate::creds::Secrets;
+pub use policy::PeerPolicy;
+use ports::RelayPortPool;
+pub use server::TurnCore;
+
+/// How a client reaches us. With UDP the client's address is the 5-tuple (the
+/// server side is fixed per listener); with streams each connection is its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    /// Which of our listening sockets the client talks to: the server half of
+    /// the 5-tuple.
+    pub listener: u16,
+}
+
+impl ClientAddr {
+    pub fn udp(addr: SocketAddr) -> ClientAddr {
+        ClientAddr {
+            transport: Transport::Udp,
+            addr,
+            listener: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+/// One relay socket of one allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RelayId {
+    pub allocation: u64,
+    pub family: Family,
+}
+
+/// The time, injected: monotonic for lifetimes, wall clock (unix seconds) for
+/// credential expiry and nonces.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub unix: u64,
+}
+
+impl Now {
+    pub fn system() -> Now {
+        Now {
+            mono: Instant::now(),
+            unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    pub fn plus(self, d: Duration) -> Now {
+        Now {
+            mono: self.mono + d,
+            unix: self.unix + d.as_secs(),
+        }
+    }
+}
+
+/// What the core asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    ToClient {
+        client: ClientAddr,
+        bytes: Vec<u8>,
+    },
+    /// Bind a UDP socket at `addr` for `relay`, then report with
+    /// `TurnCore::relay_bound`.
+    BindRelay { relay: RelayId, addr: SocketAddr },
+    CloseRelay { relay: RelayId, addr: SocketAddr },
+}
+
+/// A payload to send from a relay socket to a peer, borrowed from the input.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PeerSend<'a> {
+    pub relay: RelayId,
+    pub peer: SocketAddr,
+    pub payload: &'a [u8],
+}
+
+/// A ChannelData frame written in place in the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSend {
+    pub client: ClientAddr,
+    pub len: usize,
+}
+
+/// Settings the core reads; rebuilt from the configuration on reload.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub realm: String,
+    pub secrets: Secrets,
+    /// (bind, advertised) IPv4 relay addresses.
+    pub relay_v4: Option<(IpAddr, IpAddr)>,
+    pub relay_v6: Option<(IpAddr, IpAddr)>,
+    pub port_range: (u16, u16),
+    pub default_lifetime: Duration,
+    pub max_lifetime: Duration,
+    pub nonce_lifetime: u64,
+    pub expiry_grace: u64,
+    pub user_quota: u32,
+    pub max_allocations: u32,
+    pub max_permissions: usize,
+    pub max_channels: usize,
+    pub policy: PeerPolicy,
+}
+
+/// State shared by all workers, touched only when allocations come and go.
+pub struct SharedState {
+    pub nonce_key: [u8; 32],
+    pub ports_v4: Mutex<RelayPortPool>,
+    pub ports_v6: Mutex<RelayPortPool>,
+    pub users: Mutex<HashMap<String, u32>>,
+    pub total: AtomicU32,
+}
+
+impl SharedState {
+    pub fn new(port_range: (u16, u16), rng: &mut dyn rand::Rng) -> SharedState {
+        let mut nonce_key = [0u8; 32];
+        rng.fill_bytes(&mut nonce_key);
+        SharedState {
+            nonce_key,
+            ports_v4: Mutex::new(RelayPortPool::new(port_range.0, port_range.1, rng)),
+            ports_v6: Mutex::new(RelayPortPool::new(port_range.0, port_range.1, rng)),
+            users: Mutex::new(HashMap::new()),
+            total: AtomicU32::new(0),
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Counters kept by each core without atomics (a core is owned by one worker);
+//! the daemon sums them across workers for logs, status and metrics.
+
+/// Why an authenticated request was refused with 401: bounded, so it can be a
+/// metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthFailure {
+    MalformedUsername,
+    Expired,
+    WrongRealm,
+    /// No configured secret produces a matching MESSAGE-INTEGRITY.
+    BadIntegrity,
+    /// The allocation's credential was revoked (its holder left).
+    Revoked,
+}
+
+impl AuthFailure {
+    pub const ALL: [AuthFailure; 5] = [
+        AuthFailure::MalformedUsername,
+        AuthFailure::Expired,
+        AuthFailure::WrongRealm,
+        AuthFailure::BadIntegrity,
+        AuthFailure::Revoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::MalformedUsername => "malformed_username",
+            AuthFailure::Expired => "expired",
+            AuthFailure::WrongRealm => "wrong_realm",
+            AuthFailure::BadIntegrity => "bad_integrity",
+            AuthFailure::Revoked => "revoked",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub allocations_created: u64,
+    pub allocations_active: u64,
+    pub allocation_failures: u64,
+    pub auth_failures: [u64; 5],
+    pub stale_nonces: u64,
+    pub permission_denied: u64,
+    pub send_denied: u64,
+    pub no_permission_drops: u64,
+    pub malformed: u64,
+    pub bindings: u64,
+    pub channels_bound: u64,
+    pub packets_to_peer: u64,
+    pub bytes_to_peer: u64,
+    pub packets_to_client: u64,
+    pub bytes_to_client: u64,
+}
+
+impl Stats {
+    pub fn auth_failure(&mut self, why: AuthFailure) {
+        self.auth_failures[why.index()] += 1;
+    }
+
+    pub fn auth_failures_for(&self, why: AuthFailure) -> u64 {
+        self.auth_failures[why.index()]
+    }
+
+    pub fn add(&mut self, o: &Stats) {
+        self.allocations_created += o.allocations_created;
+        self.allocations_active += o.allocations_active;
+        self.allocation_failures += o.allocation_failures;
+        for (a, b) in self.auth_failures.iter_mut().zip(o.auth_failures) {
+            *a += b;
+        }
+        self.stale_nonces += o.stale_nonces;
+        self.permission_denied += o.permission_denied;
+        self.send_denied += o.send_denied;
+        self.no_permission_drops += o.no_permission_drops;
+        self.malformed += o.malformed;
+        self.bindings += o.bindings;
+        self.channels_bound += o.channels_bound;
+        self.packets_to_peer += o.packets_to_peer;
+        self.bytes_to_peer += o.bytes_to_peer;
+        self.packets_to_client += o.packets_to_client;
+        self.bytes_to_client += o.bytes_to_client;
+    }
+}
