@@ -214,7 +214,10 @@ mod tests {
         assert_eq!(c.username, "1060:u");
         assert_eq!(c.credential, password("new", "1060:u"));
         let all: Vec<_> = secrets.passwords("1060:u").collect();
-        assert_eq!(all, vec![password("new", "1060:u"), password("old", "1060:u")]);
+        assert_eq!(
+            all,
+            vec![password("new", "1060:u"), password("old", "1060:u")]
+        );
         assert!(Secrets::new(vec![]).is_none());
         assert!(Secrets::new(vec![String::new()]).is_none());
         assert!(!format!("{secrets:?}").contains("new"));

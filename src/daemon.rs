@@ -54,10 +54,10 @@ fn auto_ipv4(listen: &[SocketAddr]) -> IpAddr {
     {
         return ip;
     }
-    if let Ok(ifaces) = if_addrs::get_if_addrs() {
-        if let Some(i) = ifaces.iter().find(|i| !i.is_loopback() && i.ip().is_ipv4()) {
-            return i.ip();
-        }
+    if let Ok(ifaces) = if_addrs::get_if_addrs()
+        && let Some(i) = ifaces.iter().find(|i| !i.is_loopback() && i.ip().is_ipv4())
+    {
+        return i.ip();
     }
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
@@ -71,13 +71,10 @@ fn auto_ipv6(listen: &[SocketAddr]) -> Option<IpAddr> {
         return Some(ip);
     }
     let ifaces = if_addrs::get_if_addrs().ok()?;
-    ifaces
-        .iter()
-        .map(|i| i.ip())
-        .find(|ip| match ip {
-            IpAddr::V6(v6) => !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80,
-            IpAddr::V4(_) => false,
-        })
+    ifaces.iter().map(|i| i.ip()).find(|ip| match ip {
+        IpAddr::V6(v6) => !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80,
+        IpAddr::V4(_) => false,
+    })
 }
 
 /// The secrets to use: configured, or a random one that dies with the process.

@@ -205,7 +205,6 @@ fn tidy_message(message: &str) -> String {
         "u64" | "usize" => "a non-negative integer",
         "a boolean" => "true or false",
         "a sequence" => "an array",
-        "a string" => "a string",
         other if other.starts_with("struct ") => "a table",
         other => other,
     };

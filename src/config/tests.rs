@@ -609,33 +609,34 @@ fn max_channels_at_most_4096() {
 
 #[test]
 fn address_family_mismatch() {
+    // Line 2 enables IPv6 relays so that external_ipv6 may be set.
     let cases = [
         (
             "relay_ip = \"2001:db8::1\"",
             "turn.relay_ip",
-            "IPv6 address",
+            "is an IPv6 address",
         ),
-        ("external_ip = \"::1\"", "turn.external_ip", "IPv6 address"),
         (
-            "relay_ipv6 = \"192.0.2.1\"",
-            "turn.relay_ipv6",
-            "IPv4 address",
+            "external_ip = \"::1\"",
+            "turn.external_ip",
+            "is an IPv6 address",
         ),
         (
             "external_ipv6 = \"192.0.2.1\"",
             "turn.external_ipv6",
-            "IPv4 address",
+            "is an IPv4 address",
         ),
     ];
-    for (line, key, fragment) in cases {
-        let text = format!("[turn]\nrelay_ipv6 = \"auto\"\n\n\n{line}\n");
-        let text = if key == "turn.relay_ipv6" {
-            format!("[turn]\n\n\n\n{line}\n")
-        } else {
-            text
-        };
+    for (line5, key, fragment) in cases {
+        let text = format!("[turn]\nrelay_ipv6 = \"auto\"\n\n\n{line5}\n");
         assert_error(&text, key, 5, fragment);
     }
+    assert_error(
+        "[turn]\n\n\n\nrelay_ipv6 = \"192.0.2.1\"\n",
+        "turn.relay_ipv6",
+        5,
+        "is an IPv4 address",
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Semantic checks: values that parse but would make the daemon misbehave.
 
-use super::{Config, IpSetting, LogSection, TurnSection};
+use super::{AuthSection, Config, IpSetting, LogSection, TurnSection};
 use std::collections::HashSet;
 use std::net::IpAddr;
 
@@ -37,22 +37,22 @@ impl Problem {
     }
 }
 
-pub(super) const MAX_WORKERS: usize = 256;
+const MAX_WORKERS: usize = 256;
 /// The channel number space, 0x4000 to 0x4FFF (RFC 8656).
-pub(super) const MAX_CHANNELS: u32 = 4096;
-pub(super) const MAX_REALM_LEN: usize = 127;
-pub(super) const MIN_NONCE_LIFETIME: u64 = 30;
-pub(super) const MIN_CREDENTIAL_TTL: u64 = 60;
+const MAX_CHANNELS: u32 = 4096;
+const MAX_REALM_LEN: usize = 127;
+const MIN_NONCE_LIFETIME: u64 = 30;
+const MIN_CREDENTIAL_TTL: u64 = 60;
 /// A cap on every duration: a year is beyond any sensible setting, and the
 /// cap keeps `Instant + Duration` and timestamp sums far from overflow.
-pub(super) const MAX_DURATION: u64 = 365 * 86400;
+const MAX_DURATION: u64 = 365 * 86400;
 
 type Checked = Result<(), Problem>;
 
 impl Config {
     pub(super) fn check(&self) -> Checked {
         check_turn(&self.turn)?;
-        check_auth(self)?;
+        check_auth(&self.auth)?;
         check_log(&self.log)
     }
 }
@@ -275,9 +275,8 @@ fn check_lifetimes(turn: &TurnSection) -> Checked {
     )
 }
 
-fn check_auth(config: &Config) -> Checked {
+fn check_auth(auth: &AuthSection) -> Checked {
     const KEY: &str = "auth.secrets";
-    let auth = &config.auth;
     if let Some(secrets) = &auth.secrets {
         if secrets.is_empty() {
             return Err(Problem::new(

@@ -53,7 +53,7 @@ impl Serialize for IpSetting {
 
 impl<'de> Deserialize<'de> for IpSetting {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<IpSetting, D::Error> {
-        deserialize_parsed(deserializer)
+        deserialize_config_string(deserializer)
     }
 }
 
@@ -126,36 +126,37 @@ pub(super) mod cidr_list {
     }
 }
 
-/// One array element, parsed inside the TOML deserializer's visit of the
-/// string so that the error gets the element's span (and thus its line)
+/// One array element. Each is parsed inside the TOML deserializer's visit of
+/// its string, so that an error gets the element's span (and thus its line)
 /// rather than the whole array's.
 struct Element<T>(T);
 
-trait ParseElement: Sized {
-    fn parse_element(text: &str) -> Result<Self, String>;
+/// A value written in the file as a string with its own syntax.
+trait ConfigString: Sized {
+    fn parse_config_string(text: &str) -> Result<Self, String>;
 }
 
-impl ParseElement for SocketAddr {
-    fn parse_element(text: &str) -> Result<SocketAddr, String> {
+impl ConfigString for SocketAddr {
+    fn parse_config_string(text: &str) -> Result<SocketAddr, String> {
         parse_socket_addr(text)
     }
 }
 
-impl ParseElement for IpNet {
-    fn parse_element(text: &str) -> Result<IpNet, String> {
+impl ConfigString for IpNet {
+    fn parse_config_string(text: &str) -> Result<IpNet, String> {
         parse_cidr(text)
     }
 }
 
-impl ParseElement for IpSetting {
-    fn parse_element(text: &str) -> Result<IpSetting, String> {
+impl ConfigString for IpSetting {
+    fn parse_config_string(text: &str) -> Result<IpSetting, String> {
         text.parse()
     }
 }
 
-struct ElementVisitor<T>(PhantomData<T>);
+struct ConfigStringVisitor<T>(PhantomData<T>);
 
-impl<T: ParseElement> Visitor<'_> for ElementVisitor<T> {
+impl<T: ConfigString> Visitor<'_> for ConfigStringVisitor<T> {
     type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -163,18 +164,18 @@ impl<T: ParseElement> Visitor<'_> for ElementVisitor<T> {
     }
 
     fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
-        T::parse_element(text).map_err(E::custom)
+        T::parse_config_string(text).map_err(E::custom)
     }
 }
 
-fn deserialize_parsed<'de, D: Deserializer<'de>, T: ParseElement>(
+fn deserialize_config_string<'de, D: Deserializer<'de>, T: ConfigString>(
     deserializer: D,
 ) -> Result<T, D::Error> {
-    deserializer.deserialize_str(ElementVisitor(PhantomData))
+    deserializer.deserialize_str(ConfigStringVisitor(PhantomData))
 }
 
-impl<'de, T: ParseElement> Deserialize<'de> for Element<T> {
+impl<'de, T: ConfigString> Deserialize<'de> for Element<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Element<T>, D::Error> {
-        deserialize_parsed(deserializer).map(Element)
+        deserialize_config_string(deserializer).map(Element)
     }
 }

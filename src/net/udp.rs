@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 
 use crate::turn::stats::Stats;
 use crate::turn::wire::CHANNEL_HEADER_LEN;
-use crate::turn::{ClientAddr, Command, CoreConfig, Now, RelayId, SharedState, Transport, TurnCore};
+use crate::turn::{
+    ClientAddr, Command, CoreConfig, Now, RelayId, SharedState, Transport, TurnCore,
+};
 
 use super::sockets;
 
@@ -61,7 +63,10 @@ type State = Rc<RefCell<WorkerState>>;
 
 /// Binds `workers` sockets on every listen address. Done before the workers
 /// start, so a port conflict fails the start-up with a clear error.
-pub fn bind_listeners(listen: &[SocketAddr], workers: usize) -> io::Result<Vec<Vec<std::net::UdpSocket>>> {
+pub fn bind_listeners(
+    listen: &[SocketAddr],
+    workers: usize,
+) -> io::Result<Vec<Vec<std::net::UdpSocket>>> {
     (0..workers)
         .map(|_| {
             listen
@@ -88,7 +93,10 @@ pub fn spawn_worker(
     let thread = std::thread::Builder::new()
         .name(format!("turn-worker-{index}"))
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(worker = index, error = %e, "cannot start worker runtime");
@@ -98,7 +106,10 @@ pub fn spawn_worker(
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, run(index, workers, listeners, cfg, shared, board, rx));
         })?;
-    Ok(Worker { control: tx, thread })
+    Ok(Worker {
+        control: tx,
+        thread,
+    })
 }
 
 async fn run(
@@ -110,7 +121,9 @@ async fn run(
     board: StatsBoard,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
-    let rng: Box<dyn rand::Rng + Send> = Box::new(<rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng()));
+    let rng: Box<dyn rand::Rng + Send> = Box::new(
+        <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng()),
+    );
     let core = TurnCore::new(cfg, shared, rng, index, workers);
     let mut socks = Vec::new();
     for l in listeners {
@@ -130,9 +143,17 @@ async fn run(
     }));
     let mut tasks = Vec::new();
     for (i, sock) in socks.into_iter().enumerate() {
-        tasks.push(tokio::task::spawn_local(listen_loop(state.clone(), sock, i as u16)));
+        tasks.push(tokio::task::spawn_local(listen_loop(
+            state.clone(),
+            sock,
+            i as u16,
+        )));
     }
-    tasks.push(tokio::task::spawn_local(timer_loop(state.clone(), board, index)));
+    tasks.push(tokio::task::spawn_local(timer_loop(
+        state.clone(),
+        board,
+        index,
+    )));
     while let Some(msg) = control.recv().await {
         let mut st = state.borrow_mut();
         match msg {
@@ -162,7 +183,9 @@ async fn listen_loop(state: State, sock: Rc<UdpSocket>, listener: u16) {
         }
         for _ in 0..BURST {
             let mut st = state.borrow_mut();
-            let WorkerState { core, relays, buf, .. } = &mut *st;
+            let WorkerState {
+                core, relays, buf, ..
+            } = &mut *st;
             let (n, from) = match sock.try_recv_from(buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -197,7 +220,12 @@ async fn relay_loop(state: State, sock: Rc<UdpSocket>, relay: RelayId) {
         }
         for _ in 0..BURST {
             let mut st = state.borrow_mut();
-            let WorkerState { core, listeners, buf, .. } = &mut *st;
+            let WorkerState {
+                core,
+                listeners,
+                buf,
+                ..
+            } = &mut *st;
             let (n, peer) = match sock.try_recv_from(&mut buf[CHANNEL_HEADER_LEN..BUF_LEN - 3]) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -261,7 +289,11 @@ fn process_commands(state: &State) {
                 let ok = match bound {
                     Ok(sock) => {
                         let sock = Rc::new(sock);
-                        let task = tokio::task::spawn_local(relay_loop(state.clone(), sock.clone(), relay));
+                        let task = tokio::task::spawn_local(relay_loop(
+                            state.clone(),
+                            sock.clone(),
+                            relay,
+                        ));
                         state
                             .borrow_mut()
                             .relays
@@ -273,7 +305,10 @@ fn process_commands(state: &State) {
                         false
                     }
                 };
-                state.borrow_mut().core.relay_bound(relay, ok, Now::system());
+                state
+                    .borrow_mut()
+                    .core
+                    .relay_bound(relay, ok, Now::system());
             }
             Command::CloseRelay { relay, .. } => {
                 let removed = state.borrow_mut().relays.remove(&relay);

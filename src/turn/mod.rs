@@ -126,8 +126,14 @@ pub enum Command {
     },
     /// Bind a UDP socket at `addr` for `relay`, then report with
     /// `TurnCore::relay_bound`.
-    BindRelay { relay: RelayId, addr: SocketAddr },
-    CloseRelay { relay: RelayId, addr: SocketAddr },
+    BindRelay {
+        relay: RelayId,
+        addr: SocketAddr,
+    },
+    CloseRelay {
+        relay: RelayId,
+        addr: SocketAddr,
+    },
 }
 
 /// A payload to send from a relay socket to a peer, borrowed from the input.

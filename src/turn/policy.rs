@@ -316,7 +316,10 @@ mod tests {
         assert_eq!(p.check_ip(ip("192.168.1.10")), PeerVerdict::Allowed);
         assert_eq!(p.check_ip(ip("10.1.2.3")), PeerVerdict::Allowed);
         assert_eq!(p.check_ip(ip("fd12::1")), PeerVerdict::Allowed);
-        assert!(matches!(p.check_ip(ip("127.0.0.1")), PeerVerdict::Denied(_)));
+        assert!(matches!(
+            p.check_ip(ip("127.0.0.1")),
+            PeerVerdict::Denied(_)
+        ));
         assert!(matches!(
             p.check_ip(ip("169.254.169.254")),
             PeerVerdict::Denied(_)

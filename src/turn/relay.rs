@@ -127,8 +127,7 @@ impl TurnCore {
             if buf.len() < CHANNEL_HEADER_LEN + len + 3 {
                 return None;
             }
-            let total =
-                wire::write_channel_header(buf, number, len, client.transport.is_stream());
+            let total = wire::write_channel_header(buf, number, len, client.transport.is_stream());
             self.stats.packets_to_client += 1;
             self.stats.bytes_to_client += len as u64;
             return Some(ClientSend { client, len: total });
@@ -136,11 +135,12 @@ impl TurnCore {
         let payload = buf.get(CHANNEL_HEADER_LEN..CHANNEL_HEADER_LEN + len)?;
         let tid = self.random_tid();
         let mut r = Reply::indication_for(METHOD_DATA, tid);
-        r.xor_addr(ATTR_XOR_PEER_ADDRESS, peer).raw(ATTR_DATA, payload);
+        r.xor_addr(ATTR_XOR_PEER_ADDRESS, peer)
+            .raw(ATTR_DATA, payload);
         let bytes = r.finish(None, false);
         self.stats.packets_to_client += 1;
         self.stats.bytes_to_client += len as u64;
-        self.to_client(client, bytes);
+        self.send_to_client(client, bytes);
         None
     }
 }

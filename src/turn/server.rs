@@ -18,9 +18,7 @@ use super::policy::{PeerVerdict, unmap};
 use super::retransmit::ResponseCache;
 use super::stats::{AuthFailure, Stats};
 use super::wire::{self, DecodeError, PacketKind, Reply};
-use super::{
-    ClientAddr, Command, CoreConfig, Family, Now, PeerSend, RelayId, SharedState,
-};
+use super::{ClientAddr, Command, CoreConfig, Family, Now, PeerSend, RelayId, SharedState};
 
 /// Attributes each request method understands; any other comprehension-required
 /// attribute earns a 420. DONT-FRAGMENT is deliberately absent: we cannot
@@ -143,7 +141,10 @@ impl TurnCore {
         if self.allocations.is_empty() && self.cache.len() == 0 && self.revoked.is_empty() {
             return None;
         }
-        Some(self.last_sweep.map_or_else(Instant::now, |t| t + SWEEP_INTERVAL))
+        Some(
+            self.last_sweep
+                .map_or_else(Instant::now, |t| t + SWEEP_INTERVAL),
+        )
     }
 
     /// A datagram (or stream frame) from a client. ChannelData and Send
@@ -181,7 +182,7 @@ impl TurnCore {
                 if head.typ.class == CLASS_REQUEST {
                     let bytes = Reply::error(head.typ.method, &head, 400, "Malformed attributes")
                         .finish(None, false);
-                    self.to_client(client, bytes);
+                    self.send_to_client(client, bytes);
                 }
                 return None;
             }
@@ -217,19 +218,19 @@ impl TurnCore {
         {
             let bytes = Reply::error(method, &msg, 400, "Unsupported method")
                 .finish(None, wire::has_fingerprint(&msg));
-            return self.to_client(client, bytes);
+            return self.send_to_client(client, bytes);
         }
         let tid = msg.transaction_id.0;
         if let Some(bytes) = self.cache.get(client, tid) {
             let bytes = bytes.clone();
-            return self.to_client(client, bytes);
+            return self.send_to_client(client, bytes);
         }
         let fingerprint = wire::has_fingerprint(&msg);
         let auth = match self.authenticate(&mut msg, client.addr, now) {
             Ok(auth) => auth,
             Err(refusal) => {
                 let bytes = self.refusal_reply(method, &msg, refusal, client, now);
-                return self.to_client(client, bytes);
+                return self.send_to_client(client, bytes);
             }
         };
         if let Some(until) = self.revoked.get(&auth.username[auth.user_start..])
@@ -238,7 +239,7 @@ impl TurnCore {
             let user = auth.username.clone();
             let r = self.refuse(AuthFailure::Revoked, &user, client.addr, now);
             let bytes = self.refusal_reply(method, &msg, r, client, now);
-            return self.to_client(client, bytes);
+            return self.send_to_client(client, bytes);
         }
         let known: &[AttrType] = match method {
             METHOD_ALLOCATE => &ALLOCATE_ATTRS,
@@ -275,7 +276,7 @@ impl TurnCore {
         };
         let bytes = reply.finish(Some(&auth.key), fingerprint);
         self.cache.insert(client, tid, bytes.clone(), now.mono);
-        self.to_client(client, bytes);
+        self.send_to_client(client, bytes);
     }
 
     fn refusal_reply(
@@ -315,16 +316,16 @@ impl TurnCore {
         };
         let _ = &mut r;
         let bytes = r.finish(None, wire::has_fingerprint(msg));
-        self.to_client(client, bytes);
+        self.send_to_client(client, bytes);
     }
 
-    pub(super) fn to_client(&mut self, client: ClientAddr, bytes: Vec<u8>) {
+    pub(super) fn send_to_client(&mut self, client: ClientAddr, bytes: Vec<u8>) {
         self.commands.push_back(Command::ToClient { client, bytes });
     }
 
     /// The lifetime a request asks for, clamped to [default, max] as RFC 8656
     /// §7.2 describes; `Ok(None)` for an explicit 0.
-    fn requested_lifetime(&self, msg: &Message) -> Result<Option<Duration>, ()> {
+    fn requested_lifetime(&self, msg: &Message) -> Result<Option<Duration>, wire::BadAttribute> {
         match wire::u32_attr(msg, ATTR_LIFETIME)? {
             Some(0) => Ok(None),
             Some(secs) => Ok(Some(
@@ -516,7 +517,9 @@ impl TurnCore {
                 if let Some(p) = alloc.pending.as_mut() {
                     p.attempts += 1;
                 }
-                let old = alloc.relay_mut(relay.family).map(|r| std::mem::replace(r, new));
+                let old = alloc
+                    .relay_mut(relay.family)
+                    .map(|r| std::mem::replace(r, new));
                 if let Some(old) = old {
                     self.return_port(relay.family, old.bind.port());
                 }
@@ -526,16 +529,25 @@ impl TurnCore {
                 });
             }
             None => {
-                tracing::warn!(allocation = relay.allocation, "no relay port could be bound");
+                tracing::warn!(
+                    allocation = relay.allocation,
+                    "no relay port could be bound"
+                );
                 let pending = alloc.pending.clone();
                 let client = alloc.client;
                 self.remove_allocation(relay.allocation);
                 if let Some(p) = pending {
                     self.stats.allocation_failures += 1;
-                    let bytes = Reply::error_for(METHOD_ALLOCATE, p.transaction_id, 508, "Insufficient Capacity")
-                        .finish(Some(&p.key), p.fingerprint);
-                    self.cache.insert(client, p.transaction_id, bytes.clone(), now.mono);
-                    self.to_client(client, bytes);
+                    let bytes = Reply::error_for(
+                        METHOD_ALLOCATE,
+                        p.transaction_id,
+                        508,
+                        "Insufficient Capacity",
+                    )
+                    .finish(Some(&p.key), p.fingerprint);
+                    self.cache
+                        .insert(client, p.transaction_id, bytes.clone(), now.mono);
+                    self.send_to_client(client, bytes);
                 }
             }
         }
@@ -548,7 +560,8 @@ impl TurnCore {
         let Some(p) = alloc.pending.take() else {
             return;
         };
-        let mut r = Reply::for_transaction(METHOD_ALLOCATE, CLASS_SUCCESS_RESPONSE, p.transaction_id);
+        let mut r =
+            Reply::for_transaction(METHOD_ALLOCATE, CLASS_SUCCESS_RESPONSE, p.transaction_id);
         for (_, relay) in alloc.relays() {
             r.xor_addr(ATTR_XOR_RELAYED_ADDRESS, relay.advertised);
         }
@@ -569,8 +582,9 @@ impl TurnCore {
             "allocation created"
         );
         self.stats.allocations_created += 1;
-        self.cache.insert(client, p.transaction_id, bytes.clone(), now.mono);
-        self.to_client(client, bytes);
+        self.cache
+            .insert(client, p.transaction_id, bytes.clone(), now.mono);
+        self.send_to_client(client, bytes);
     }
 
     fn return_port(&mut self, family: Family, port: u16) {
@@ -657,7 +671,7 @@ impl TurnCore {
         }
         let lifetime = match self.requested_lifetime(msg) {
             Ok(l) => l,
-            Err(()) => return Handled::Error(400, "Bad LIFETIME"),
+            Err(_) => return Handled::Error(400, "Bad LIFETIME"),
         };
         let granted = match lifetime {
             None => {
@@ -690,7 +704,9 @@ impl TurnCore {
         }
         match self.cfg.policy.check_ip(peer.ip()) {
             PeerVerdict::Allowed => Ok((peer, false)),
-            PeerVerdict::RelayOnly if self.cfg.policy.is_relay_port(peer.port()) => Ok((peer, true)),
+            PeerVerdict::RelayOnly if self.cfg.policy.is_relay_port(peer.port()) => {
+                Ok((peer, true))
+            }
             PeerVerdict::RelayOnly | PeerVerdict::Denied(_) => {
                 self.stats.permission_denied += 1;
                 tracing::info!(allocation = id, peer = %peer, "peer refused by policy (403)");
@@ -731,7 +747,11 @@ impl TurnCore {
                 return Handled::Error(508, "Too Many Permissions");
             }
         }
-        Handled::Success(Reply::new(METHOD_CREATE_PERMISSION, CLASS_SUCCESS_RESPONSE, msg))
+        Handled::Success(Reply::new(
+            METHOD_CREATE_PERMISSION,
+            CLASS_SUCCESS_RESPONSE,
+            msg,
+        ))
     }
 
     fn channel_bind(
@@ -766,7 +786,9 @@ impl TurnCore {
         };
         match alloc.bind_channel(number, peer, now.mono, max_ch) {
             Ok(()) => {}
-            Err(BindError::Conflict) => return Handled::Error(400, "Channel already bound differently"),
+            Err(BindError::Conflict) => {
+                return Handled::Error(400, "Channel already bound differently");
+            }
             Err(BindError::Full) => return Handled::Error(508, "Too Many Channels"),
         }
         if !alloc.permit(peer.ip(), relay_only, now.mono, max_perm) {
@@ -778,7 +800,10 @@ impl TurnCore {
 
     /// Expires allocations, permissions, channels and cached answers.
     pub fn handle_timeout(&mut self, now: Now) {
-        if self.last_sweep.is_some_and(|t| t + SWEEP_INTERVAL > now.mono) {
+        if self
+            .last_sweep
+            .is_some_and(|t| t + SWEEP_INTERVAL > now.mono)
+        {
             return;
         }
         self.last_sweep = Some(now.mono);
@@ -810,7 +835,11 @@ impl TurnCore {
             .map(|a| a.id)
             .collect();
         for &id in &ids {
-            tracing::info!(allocation = id, user, "allocation released: credential revoked");
+            tracing::info!(
+                allocation = id,
+                user,
+                "allocation released: credential revoked"
+            );
             self.remove_allocation(id);
         }
         self.revoked.insert(user.to_owned(), until_unix);

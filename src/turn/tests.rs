@@ -10,8 +10,8 @@ use stun::attributes::*;
 use stun::error_code::ErrorCodeAttribute;
 use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
-use stun::textattrs::TextAttribute;
 use stun::message::*;
+use stun::textattrs::TextAttribute;
 use stun::xoraddr::XorMappedAddress;
 
 use super::*;
@@ -184,7 +184,9 @@ impl Req {
 
 /// Runs the 401 dance and returns the success response and the nonce.
 fn allocate(h: &mut Harness, c: ClientAddr, cr: &(String, String)) -> (Message, String) {
-    let challenge = h.send(c, &Req::new(METHOD_ALLOCATE).transport().bytes()).unwrap();
+    let challenge = h
+        .send(c, &Req::new(METHOD_ALLOCATE).transport().bytes())
+        .unwrap();
     assert_eq!(code(&challenge), Some(401));
     let nonce = nonce_of(&challenge);
     let ok = h
@@ -203,13 +205,20 @@ fn relayed(msg: &Message) -> SocketAddr {
 fn allocate_answers_what_browsers_need() {
     let mut h = Harness::new(|_| {});
     let c = client(1);
-    let challenge = h.send(c, &Req::new(METHOD_ALLOCATE).transport().bytes()).unwrap();
+    let challenge = h
+        .send(c, &Req::new(METHOD_ALLOCATE).transport().bytes())
+        .unwrap();
     assert_eq!(code(&challenge), Some(401));
     assert_eq!(
-        TextAttribute::get_from_as(&challenge, ATTR_REALM).unwrap().text,
+        TextAttribute::get_from_as(&challenge, ATTR_REALM)
+            .unwrap()
+            .text,
         REALM
     );
-    assert!(challenge.raw.len() < 128, "unauthenticated answers stay small");
+    assert!(
+        challenge.raw.len() < 128,
+        "unauthenticated answers stay small"
+    );
     let cr = cred("alice", 3600, "current");
     let mut ok = h
         .send(
@@ -221,7 +230,11 @@ fn allocate_answers_what_browsers_need() {
         .unwrap();
     assert_eq!(ok.typ.class, CLASS_SUCCESS_RESPONSE, "{:?}", code(&ok));
     let relay = relayed(&ok);
-    assert_eq!(relay.ip().to_string(), "203.0.113.9", "advertises external_ip");
+    assert_eq!(
+        relay.ip().to_string(),
+        "203.0.113.9",
+        "advertises external_ip"
+    );
     assert!((50000..=50099).contains(&relay.port()));
     let mut mapped = XorMappedAddress::default();
     mapped.get_from(&ok).unwrap();
@@ -239,7 +252,9 @@ fn retransmitted_allocate_gets_same_answer_and_other_gets_437() {
     let mut h = Harness::new(|_| {});
     let c = client(1);
     let cr = cred("alice", 3600, "current");
-    let challenge = h.send(c, &Req::new(METHOD_ALLOCATE).transport().bytes()).unwrap();
+    let challenge = h
+        .send(c, &Req::new(METHOD_ALLOCATE).transport().bytes())
+        .unwrap();
     let req = Req::new(METHOD_ALLOCATE)
         .transport()
         .signed(&cr, &nonce_of(&challenge));
@@ -265,7 +280,10 @@ fn allocation_expires_and_refresh_extends_or_deletes() {
     let (_, nonce) = allocate(&mut h, c, &cr);
     h.advance(500);
     let r = h
-        .send(c, &Req::new(METHOD_REFRESH).lifetime(900).signed(&cr, &nonce))
+        .send(
+            c,
+            &Req::new(METHOD_REFRESH).lifetime(900).signed(&cr, &nonce),
+        )
         .unwrap();
     assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
     assert_eq!(r.get(ATTR_LIFETIME).unwrap(), 900u32.to_be_bytes());
@@ -295,7 +313,10 @@ fn lifetime_is_clamped() {
     let (ok, nonce) = allocate(&mut h, c, &cr);
     assert_eq!(ok.get(ATTR_LIFETIME).unwrap(), 600u32.to_be_bytes());
     let r = h
-        .send(c, &Req::new(METHOD_REFRESH).lifetime(99999).signed(&cr, &nonce))
+        .send(
+            c,
+            &Req::new(METHOD_REFRESH).lifetime(99999).signed(&cr, &nonce),
+        )
         .unwrap();
     assert_eq!(r.get(ATTR_LIFETIME).unwrap(), 3600u32.to_be_bytes());
     let r = h
@@ -310,7 +331,10 @@ fn stale_nonce_gets_438_with_a_fresh_one() {
     let c = client(1);
     let cr = cred("alice", 86400, "current");
     let (_, nonce) = allocate(&mut h, c, &cr);
-    h.send(c, &Req::new(METHOD_REFRESH).lifetime(3600).signed(&cr, &nonce));
+    h.send(
+        c,
+        &Req::new(METHOD_REFRESH).lifetime(3600).signed(&cr, &nonce),
+    );
     h.advance(601);
     let r = h
         .send(c, &Req::new(METHOD_REFRESH).signed(&cr, &nonce))
@@ -323,7 +347,10 @@ fn stale_nonce_gets_438_with_a_fresh_one() {
         .unwrap();
     assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
     let forged = h
-        .send(c, &Req::new(METHOD_REFRESH).signed(&cr, "0123456789abcdef01234567"))
+        .send(
+            c,
+            &Req::new(METHOD_REFRESH).signed(&cr, "0123456789abcdef01234567"),
+        )
         .unwrap();
     assert_eq!(code(&forged), Some(438));
 }
@@ -337,11 +364,16 @@ fn credential_expiry_is_checked_on_refresh() {
     h.advance(101);
     let challenge = h.send(c, &Req::new(METHOD_REFRESH).bytes()).unwrap();
     let r = h
-        .send(c, &Req::new(METHOD_REFRESH).signed(&cr, &nonce_of(&challenge)))
+        .send(
+            c,
+            &Req::new(METHOD_REFRESH).signed(&cr, &nonce_of(&challenge)),
+        )
         .unwrap();
     assert_eq!(code(&r), Some(401));
     assert_eq!(
-        h.core.stats().auth_failures_for(stats::AuthFailure::Expired),
+        h.core
+            .stats()
+            .auth_failures_for(stats::AuthFailure::Expired),
         1
     );
 
@@ -350,7 +382,10 @@ fn credential_expiry_is_checked_on_refresh() {
     h.advance(130);
     let challenge = h.send(c, &Req::new(METHOD_REFRESH).bytes()).unwrap();
     let r = h
-        .send(c, &Req::new(METHOD_REFRESH).signed(&cr, &nonce_of(&challenge)))
+        .send(
+            c,
+            &Req::new(METHOD_REFRESH).signed(&cr, &nonce_of(&challenge)),
+        )
         .unwrap();
     assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE, "within grace");
 }
@@ -376,7 +411,10 @@ fn secrets_rotate_and_bad_credentials_get_401() {
     let s = h.core.stats();
     assert_eq!(s.auth_failures_for(stats::AuthFailure::BadIntegrity), 2);
     assert_eq!(s.auth_failures_for(stats::AuthFailure::Expired), 1);
-    assert_eq!(s.auth_failures_for(stats::AuthFailure::MalformedUsername), 1);
+    assert_eq!(
+        s.auth_failures_for(stats::AuthFailure::MalformedUsername),
+        1
+    );
 }
 
 #[test]
@@ -426,8 +464,18 @@ fn request_validation_codes() {
             Req::new(METHOD_ALLOCATE).attr(ATTR_REQUESTED_TRANSPORT, &[6, 0, 0, 0]),
             442,
         ),
-        (Req::new(METHOD_ALLOCATE).transport().attr(AttrType(0x0030), &[0; 4]), 420),
-        (Req::new(METHOD_ALLOCATE).transport().attr(ATTR_DONT_FRAGMENT, &[]), 420),
+        (
+            Req::new(METHOD_ALLOCATE)
+                .transport()
+                .attr(AttrType(0x0030), &[0; 4]),
+            420,
+        ),
+        (
+            Req::new(METHOD_ALLOCATE)
+                .transport()
+                .attr(ATTR_DONT_FRAGMENT, &[]),
+            420,
+        ),
         (
             Req::new(METHOD_ALLOCATE)
                 .transport()
@@ -508,7 +556,12 @@ fn dual_stack_allocation() {
     assert_eq!(h.bound.len(), 2);
     // ::1 is denied on the IPv6 relay; 8.8.8.8 is fine on the IPv4 one.
     let p = h
-        .send(c, &Req::new(METHOD_CREATE_PERMISSION).peer("[::1]:9").signed(&cr, &nonce))
+        .send(
+            c,
+            &Req::new(METHOD_CREATE_PERMISSION)
+                .peer("[::1]:9")
+                .signed(&cr, &nonce),
+        )
         .unwrap();
     assert_eq!(code(&p), Some(403));
     let p = h
@@ -543,7 +596,12 @@ fn peer_policy_on_permissions_and_channels() {
         ("8.8.8.8:9", None),
     ] {
         let r = h
-            .send(c, &Req::new(METHOD_CREATE_PERMISSION).peer(peer).signed(&cr, &nonce))
+            .send(
+                c,
+                &Req::new(METHOD_CREATE_PERMISSION)
+                    .peer(peer)
+                    .signed(&cr, &nonce),
+            )
             .unwrap();
         assert_eq!(code(&r), want, "CreatePermission {peer}");
     }
@@ -602,7 +660,12 @@ fn permissions_send_and_data_indications_expire() {
     assert!(h.core.handle_client(c, &ind, h.now).is_none());
     assert!(peer_packet(&mut h, relay, peer, b"x").is_none());
     let r = h
-        .send(c, &Req::new(METHOD_CREATE_PERMISSION).peer(peer).signed(&cr, &nonce))
+        .send(
+            c,
+            &Req::new(METHOD_CREATE_PERMISSION)
+                .peer(peer)
+                .signed(&cr, &nonce),
+        )
         .unwrap();
     assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
     let now = h.now;
@@ -618,7 +681,10 @@ fn permissions_send_and_data_indications_expire() {
     assert!(h.core.handle_client(c, &denied, h.now).is_none());
     assert_eq!(h.core.stats().send_denied, 1);
     h.advance(301);
-    assert!(h.core.handle_client(c, &ind, h.now).is_none(), "permission expired");
+    assert!(
+        h.core.handle_client(c, &ind, h.now).is_none(),
+        "permission expired"
+    );
     assert!(peer_packet(&mut h, relay, peer, b"x").is_none());
 }
 
@@ -628,13 +694,22 @@ fn channels_bind_relay_and_expire() {
     let cr = cred("alice", 86400, "current");
     let c = client(1);
     let (_, nonce) = allocate(&mut h, c, &cr);
-    h.send(c, &Req::new(METHOD_REFRESH).lifetime(3600).signed(&cr, &nonce));
+    h.send(
+        c,
+        &Req::new(METHOD_REFRESH).lifetime(3600).signed(&cr, &nonce),
+    );
     let relay = h.bound[0].0;
     let bind = |h: &mut Harness, n: u16, peer: &str| {
         let challenge = h.send(c, &Req::new(METHOD_CHANNEL_BIND).bytes()).unwrap();
         let nonce = nonce_of(&challenge);
         let r = h
-            .send(c, &Req::new(METHOD_CHANNEL_BIND).channel(n).peer(peer).signed(&cr, &nonce))
+            .send(
+                c,
+                &Req::new(METHOD_CHANNEL_BIND)
+                    .channel(n)
+                    .peer(peer)
+                    .signed(&cr, &nonce),
+            )
             .unwrap();
         code(&r)
     };
@@ -651,8 +726,16 @@ fn channels_bind_relay_and_expire() {
     assert_eq!(out.payload, b"abc");
     assert_eq!(out.peer.to_string(), "8.8.8.8:1");
     // Truncated ChannelData and unbound channels are dropped.
-    assert!(h.core.handle_client(c, &[0x40, 0x00, 0x00, 0x09, 1], now).is_none());
-    assert!(h.core.handle_client(c, &[0x40, 0x01, 0x00, 0x01, 1], now).is_none());
+    assert!(
+        h.core
+            .handle_client(c, &[0x40, 0x00, 0x00, 0x09, 1], now)
+            .is_none()
+    );
+    assert!(
+        h.core
+            .handle_client(c, &[0x40, 0x01, 0x00, 0x01, 1], now)
+            .is_none()
+    );
     let back = peer_packet(&mut h, relay, "8.8.8.8:1", b"xyz").unwrap();
     assert_eq!(back, [0x40, 0x00, 0x00, 0x03, b'x', b'y', b'z']);
     // The channel also installed a permission: other ports of that IP arrive
@@ -680,7 +763,13 @@ fn channel_data_over_streams_is_padded() {
     let (_, nonce) = allocate(&mut h, c, &cr);
     let relay = h.bound[0].0;
     let r = h
-        .send(c, &Req::new(METHOD_CHANNEL_BIND).channel(0x4ABC).peer("8.8.8.8:1").signed(&cr, &nonce))
+        .send(
+            c,
+            &Req::new(METHOD_CHANNEL_BIND)
+                .channel(0x4ABC)
+                .peer("8.8.8.8:1")
+                .signed(&cr, &nonce),
+        )
         .unwrap();
     assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
     let back = peer_packet(&mut h, relay, "8.8.8.8:1", b"xyzzy").unwrap();
@@ -715,10 +804,15 @@ fn binding_is_unauthenticated_and_small() {
     let mut req = Req::new(METHOD_BINDING);
     FINGERPRINT.add_to(&mut req.msg).unwrap();
     let r = h.send(client(1), &req.bytes()).unwrap();
-    assert_eq!(r.typ, MessageType::new(METHOD_BINDING, CLASS_SUCCESS_RESPONSE));
+    assert_eq!(
+        r.typ,
+        MessageType::new(METHOD_BINDING, CLASS_SUCCESS_RESPONSE)
+    );
     assert!(super::wire::has_fingerprint(&r));
     assert!(r.raw.len() <= 44);
-    let r = h.send(client(1), &Req::new(METHOD_BINDING).bytes()).unwrap();
+    let r = h
+        .send(client(1), &Req::new(METHOD_BINDING).bytes())
+        .unwrap();
     assert!(!super::wire::has_fingerprint(&r));
 }
 

@@ -24,6 +24,10 @@ pub const ATTR_ADDITIONAL_ADDRESS_FAMILY: AttrType = AttrType(0x8000);
 pub const ATTR_ADDRESS_ERROR_CODE: AttrType = AttrType(0x8001);
 pub const ATTR_ICMP: AttrType = AttrType(0x8004);
 
+/// An attribute whose value does not have the shape its type requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadAttribute;
+
 /// What the first bytes of a datagram say it is (RFC 7983 demultiplexing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketKind {
@@ -126,26 +130,26 @@ pub fn attr(msg: &Message, t: AttrType) -> Option<&[u8]> {
         .map(|a| a.value.as_slice())
 }
 
-pub fn text_attr(msg: &Message, t: AttrType, max: usize) -> Result<Option<&str>, ()> {
+pub fn text_attr(msg: &Message, t: AttrType, max: usize) -> Result<Option<&str>, BadAttribute> {
     match attr(msg, t) {
         None => Ok(None),
-        Some(v) if v.len() > max => Err(()),
-        Some(v) => std::str::from_utf8(v).map(Some).map_err(|_| ()),
+        Some(v) if v.len() > max => Err(BadAttribute),
+        Some(v) => std::str::from_utf8(v).map(Some).map_err(|_| BadAttribute),
     }
 }
 
-pub fn u32_attr(msg: &Message, t: AttrType) -> Result<Option<u32>, ()> {
+pub fn u32_attr(msg: &Message, t: AttrType) -> Result<Option<u32>, BadAttribute> {
     match attr(msg, t) {
         None => Ok(None),
         Some(&[a, b, c, d]) => Ok(Some(u32::from_be_bytes([a, b, c, d]))),
-        Some(_) => Err(()),
+        Some(_) => Err(BadAttribute),
     }
 }
 
 /// Decodes an XOR-encoded address value (XOR-PEER-ADDRESS and friends).
-pub fn xor_addr_value(msg: &Message, v: &[u8]) -> Result<SocketAddr, ()> {
+pub fn xor_addr_value(msg: &Message, v: &[u8]) -> Result<SocketAddr, BadAttribute> {
     if v.len() < 4 {
-        return Err(());
+        return Err(BadAttribute);
     }
     let port = u16::from_be_bytes([v[2], v[3]]) ^ (MAGIC_COOKIE >> 16) as u16;
     let mut mask = [0u8; 16];
@@ -166,7 +170,7 @@ pub fn xor_addr_value(msg: &Message, v: &[u8]) -> Result<SocketAddr, ()> {
             }
             IpAddr::V6(Ipv6Addr::from(o))
         }
-        _ => return Err(()),
+        _ => return Err(BadAttribute),
     };
     Ok(SocketAddr::new(ip, port))
 }
@@ -203,7 +207,7 @@ pub fn find_attr(data: &[u8], t: AttrType) -> Option<(usize, usize)> {
 }
 
 /// Every XOR-PEER-ADDRESS (CreatePermission may carry several).
-pub fn peer_addresses(msg: &Message) -> Result<Vec<SocketAddr>, ()> {
+pub fn peer_addresses(msg: &Message) -> Result<Vec<SocketAddr>, BadAttribute> {
     covered_attributes(msg)
         .filter(|a| a.typ == ATTR_XOR_PEER_ADDRESS)
         .map(|a| xor_addr_value(msg, &a.value))
@@ -394,7 +398,10 @@ mod tests {
         let n = bad_fp.len();
         bad_fp[n - 1] ^= 1;
         assert_eq!(decode(&bad_fp).unwrap_err(), DecodeError::BadFingerprint);
-        assert_eq!(decode(&ok[..ok.len() - 4]).unwrap_err(), DecodeError::NotStun);
+        assert_eq!(
+            decode(&ok[..ok.len() - 4]).unwrap_err(),
+            DecodeError::NotStun
+        );
         // A length field that promises more attribute bytes than there are.
         let mut lying = request(&[], false);
         lying.extend_from_slice(&[0x80, 0x22, 0x00, 0x40]);
