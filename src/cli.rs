@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::creds::Secrets;
 use crate::daemon::resolve_relay_addrs;
+use crate::signal::ice::url_host;
 
 #[derive(Serialize)]
 struct CredsOutput {
@@ -15,14 +16,24 @@ struct CredsOutput {
     urls: Vec<String>,
 }
 
-/// The STUN/TURN URLs clients should use, built from the advertised address.
-pub fn ice_urls(cfg: &Config) -> Vec<String> {
-    let host = resolve_relay_addrs(cfg).v4.1;
+/// The host name clients are told: `http.public_host`, or the advertised relay
+/// address when that is "auto".
+pub fn public_host(cfg: &Config) -> String {
+    match cfg.http.public_host.as_str() {
+        "auto" => resolve_relay_addrs(cfg).v4.1.to_string(),
+        host => host.to_owned(),
+    }
+}
+
+/// The STUN and TURN URLs clients should use, in the order browsers should try
+/// them.
+pub fn ice_urls(cfg: &Config) -> (Vec<String>, Vec<String>) {
+    let host = url_host(&public_host(cfg));
     let port = cfg.turn.listen.first().map_or(3478, |a| a.port());
-    vec![
-        format!("stun:{host}:{port}"),
-        format!("turn:{host}:{port}?transport=udp"),
-    ]
+    (
+        vec![format!("stun:{host}:{port}")],
+        vec![format!("turn:{host}:{port}?transport=udp")],
+    )
 }
 
 pub fn creds_json(cfg: &Config, user: &str, ttl: Option<u64>) -> Result<String> {
@@ -47,6 +58,9 @@ pub fn creds_json(cfg: &Config, user: &str, ttl: Option<u64>) -> Result<String> 
         username: c.username,
         credential: c.credential,
         ttl,
-        urls: ice_urls(cfg),
+        urls: {
+            let (stun, turn) = ice_urls(cfg);
+            stun.into_iter().chain(turn).collect()
+        },
     })?)
 }

@@ -3,13 +3,18 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 
 use crate::config::{Config, IpSetting};
 use crate::creds::Secrets;
+use crate::http::{ApiSettings, AppState};
+use crate::signal::ice::{IceIssuer, IceSettings, now_unix};
+use crate::signal::limits::PerIpRate;
+use crate::signal::rooms::{Registry, Revoke};
+use crate::signal::{SessionLimits, SignalContext};
 use crate::net::udp::{self, Control, StatsBoard, Worker};
 use crate::turn::policy::{PeerPolicy, PeerVerdict};
 use crate::turn::{CoreConfig, SharedState};
@@ -147,6 +152,26 @@ pub struct Daemon {
     pub stats: StatsBoard,
     relay: RelayAddrs,
     random_secret: Option<Secrets>,
+    pub http: AppState,
+    http_listener: Option<std::net::TcpListener>,
+}
+
+fn ice_settings(cfg: &Config, secrets: Secrets) -> IceSettings {
+    let (stun_urls, turn_urls) = crate::cli::ice_urls(cfg);
+    IceSettings {
+        secrets,
+        stun_urls,
+        turn_urls,
+        ttl: cfg.auth.credential_ttl,
+    }
+}
+
+fn api_settings(cfg: &Config) -> ApiSettings {
+    ApiSettings {
+        api_keys: cfg.http.api_keys.clone(),
+        admin_token: cfg.http.admin_token.clone(),
+        requests_per_minute: cfg.http.api_requests_per_minute,
+    }
 }
 
 impl Daemon {
@@ -166,6 +191,9 @@ impl Daemon {
         let shared = Arc::new(SharedState::new(core_cfg.port_range, &mut rng));
         let n = worker_count(cfg);
         let sockets = udp::bind_listeners(&cfg.turn.listen, n)?;
+        let http_listener = std::net::TcpListener::bind(cfg.http.listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .with_context(|| format!("cannot bind HTTP {}", cfg.http.listen))?;
         let board: StatsBoard = Arc::new(Mutex::new(Vec::new()));
         let mut workers = Vec::with_capacity(n);
         for (i, socks) in sockets.into_iter().enumerate() {
@@ -174,7 +202,29 @@ impl Daemon {
                     .context("cannot start a TURN worker thread")?,
             );
         }
+        let controls: Vec<_> = workers.iter().map(|w| w.control.clone()).collect();
+        let revoke_after = cfg.auth.credential_ttl + cfg.auth.expiry_grace;
+        let revoke: Revoke = Arc::new(move |user: &str| {
+            let until_unix = now_unix() + revoke_after;
+            for c in &controls {
+                let _ = c.send(Control::RevokeUser {
+                    user: user.to_owned(),
+                    until_unix,
+                });
+            }
+        });
+        let signal = Arc::new(SignalContext::new(
+            Registry::new(revoke),
+            IceIssuer::new(ice_settings(cfg, secrets.clone())),
+            SessionLimits::from_config(cfg),
+        ));
+        let http = AppState {
+            signal,
+            api: Arc::new(RwLock::new(Arc::new(api_settings(cfg)))),
+            api_rate: Arc::new(PerIpRate::default()),
+        };
         tracing::info!(
+            http = %cfg.http.listen,
             listen = ?cfg.turn.listen,
             workers = n,
             relay_ports = %format!("{}-{}", cfg.turn.relay_port_min, cfg.turn.relay_port_max),
@@ -186,6 +236,8 @@ impl Daemon {
             stats: board,
             relay,
             random_secret: random.then_some(secrets),
+            http,
+            http_listener: Some(http_listener),
         })
     }
 
@@ -196,7 +248,12 @@ impl Daemon {
             Some(s) if cfg.auth.secrets.is_none() => s.clone(),
             _ => secrets_of(cfg)?.0,
         };
-        let core_cfg = Arc::new(core_config(cfg, resolve_relay_addrs(cfg), secrets));
+        let core_cfg = Arc::new(core_config(cfg, resolve_relay_addrs(cfg), secrets.clone()));
+        self.http.signal.ice.replace(ice_settings(cfg, secrets));
+        self.http.signal.set_limits(SessionLimits::from_config(cfg));
+        if let Ok(mut api) = self.http.api.write() {
+            *api = Arc::new(api_settings(cfg));
+        }
         for w in &self.workers {
             let _ = w.control.send(Control::Reconfigure(core_cfg.clone()));
         }
@@ -220,7 +277,16 @@ impl Daemon {
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads the file.
 pub async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let daemon = Daemon::start(&cfg)?;
+    let mut daemon = Daemon::start(&cfg)?;
+    if let Some(listener) = daemon.http_listener.take() {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let state = daemon.http.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(listener, state).await {
+                tracing::error!(error = %e, "HTTP listener failed");
+            }
+        });
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;

@@ -4,5 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod creds;
 pub mod daemon;
+pub mod http;
 pub mod net;
+pub mod signal;
 pub mod turn;

@@ -1,5 +1,5 @@
 //! The daemon's configuration: a TOML file with the sections `[turn]`,
-//! `[auth]`, `[peers]` and `[log]`.
+//! `[auth]`, `[peers]`, `[log]`, `[http]` and `[signaling]`.
 //!
 //! The annotated `config.toml` at the repository root is compiled in and is
 //! the built-in default, so the documentation a sysadmin reads and the values
@@ -26,6 +26,10 @@ use error::SourceMap;
 /// The annotated file: the built-in defaults and the sysadmin's reference.
 const DEFAULT_CONFIG_TOML: &str = include_str!("../../config.toml");
 
+/// Stands in for secrets in [`Config::to_toml_redacted`]; long enough to
+/// pass every secret's length rule, so the redacted output still parses.
+const REDACTED: &str = "<redacted-secret>";
+
 /// What `ConfigError::origin` says for the compiled-in defaults.
 const BUILT_IN_ORIGIN: &str = "<built-in>";
 
@@ -38,6 +42,8 @@ pub struct Config {
     pub auth: AuthSection,
     pub peers: PeerSection,
     pub log: LogSection,
+    pub http: HttpSection,
+    pub signaling: SignalingSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +123,61 @@ pub enum LogFormat {
     Json,
 }
 
+/// The HTTP listener: web demo, WebSocket `/ws`, REST `/api/*`, `/healthz`.
+// Debug is written by hand: api_keys and admin_token are secrets.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// TCP listen address; port 0 is refused.
+    #[serde(with = "values::socket_addr")]
+    pub listen: SocketAddr,
+    /// Host name or IP literal put into the `stun:`/`turn:` URLs handed to
+    /// clients; exactly `"auto"` means `turn.external_ip` as resolved at start.
+    pub public_host: String,
+    /// Empty: `GET /api/ice-servers` is open. Otherwise a request needs one
+    /// of these (`?key=` or `Authorization: Bearer`).
+    pub api_keys: Vec<String>,
+    /// Bearer token for `GET /api/rooms` and `/api/rooms/{room}/peers`;
+    /// empty turns those endpoints off (404).
+    pub admin_token: String,
+    /// Per client IP, for `/api/ice-servers`.
+    pub api_requests_per_minute: u32,
+}
+
+/// WebSocket signaling: rooms, access and per-connection limits.
+// Debug is written by hand: jwt_secret is a secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalingSection {
+    /// Peers per room.
+    pub room_capacity: u32,
+    /// Empty: anyone may join. Otherwise joining needs an HS256 JWT signed
+    /// with it (claims `room`, `exp`, optional `name`).
+    pub jwt_secret: String,
+    /// Empty: the request's own host plus localhost, 127.0.0.1 and [::1] on
+    /// any port. `["*"]`: any origin. Otherwise exact origins such as
+    /// `https://meet.example.com` (lowercase, no path, no default port).
+    pub allowed_origins: Vec<String>,
+    /// Bytes.
+    pub max_message_bytes: u32,
+    /// Per connection, on average.
+    pub messages_per_second: u32,
+    /// Messages a connection may send at once above the average rate.
+    pub burst: u32,
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    /// Seconds a connection has to join a room.
+    pub join_timeout: u64,
+    /// Seconds between keep-alive pings.
+    pub heartbeat_interval: u64,
+    /// Seconds a peer whose connection dropped without a leave is kept for a
+    /// resume; 0 disables resuming.
+    pub resume_grace: u64,
+    /// Messages queued for sending per connection; a client that does not
+    /// read is disconnected when it is full.
+    pub send_queue: u32,
+}
+
 // The section defaults below are what serde fills in for keys a file leaves
 // out. They cannot be taken from the embedded file, because parsing the file
 // needs them; the unit tests pin them to config.toml instead.
@@ -177,6 +238,76 @@ impl Default for LogSection {
     }
 }
 
+impl Default for HttpSection {
+    fn default() -> HttpSection {
+        HttpSection {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
+            public_host: "auto".to_owned(),
+            api_keys: Vec::new(),
+            admin_token: String::new(),
+            api_requests_per_minute: 60,
+        }
+    }
+}
+
+impl Default for SignalingSection {
+    fn default() -> SignalingSection {
+        SignalingSection {
+            room_capacity: 8,
+            jwt_secret: String::new(),
+            allowed_origins: Vec::new(),
+            max_message_bytes: 65536,
+            messages_per_second: 50,
+            burst: 100,
+            max_connections: 10000,
+            max_connections_per_ip: 100,
+            join_timeout: 10,
+            heartbeat_interval: 20,
+            resume_grace: 20,
+            send_queue: 256,
+        }
+    }
+}
+
+/// How a secret string shows in Debug output: whether it is set, never what.
+fn redacted_str(secret: &str) -> &'static str {
+    if secret.is_empty() { "" } else { "<redacted>" }
+}
+
+impl std::fmt::Debug for HttpSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSection")
+            .field("listen", &self.listen)
+            .field("public_host", &self.public_host)
+            .field(
+                "api_keys",
+                &format_args!("<{} redacted>", self.api_keys.len()),
+            )
+            .field("admin_token", &redacted_str(&self.admin_token))
+            .field("api_requests_per_minute", &self.api_requests_per_minute)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SignalingSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalingSection")
+            .field("room_capacity", &self.room_capacity)
+            .field("jwt_secret", &redacted_str(&self.jwt_secret))
+            .field("allowed_origins", &self.allowed_origins)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("messages_per_second", &self.messages_per_second)
+            .field("burst", &self.burst)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("join_timeout", &self.join_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("resume_grace", &self.resume_grace)
+            .field("send_queue", &self.send_queue)
+            .finish()
+    }
+}
+
 impl Default for Config {
     /// The embedded `config.toml`. Should it ever fail to parse (the unit
     /// tests make sure it does not), the hand-written section defaults stand
@@ -193,6 +324,8 @@ impl Config {
             auth: AuthSection::default(),
             peers: PeerSection::default(),
             log: LogSection::default(),
+            http: HttpSection::default(),
+            signaling: SignalingSection::default(),
         }
     }
 
@@ -242,13 +375,18 @@ impl Config {
         })
     }
 
-    /// [`Config::to_toml`] with every secret replaced by a placeholder, for
-    /// printing to a terminal or a log.
+    /// [`Config::to_toml`] with every secret (auth.secrets, http.api_keys,
+    /// http.admin_token, signaling.jwt_secret) replaced by a placeholder, for
+    /// printing to a terminal or a log. Empty strings stay empty, since they
+    /// mean "off"; the result still parses.
     pub fn to_toml_redacted(&self) -> String {
         let mut shown = self.clone();
-        if let Some(list) = shown.auth.secrets.as_mut() {
-            for secret in list.iter_mut() {
-                *secret = "<redacted>".to_owned();
+        let secrets = shown.auth.secrets.iter_mut().flatten();
+        let api_keys = shown.http.api_keys.iter_mut();
+        let singles = [&mut shown.http.admin_token, &mut shown.signaling.jwt_secret];
+        for secret in secrets.chain(api_keys).chain(singles) {
+            if !secret.is_empty() {
+                *secret = REDACTED.to_owned();
             }
         }
         shown.to_toml()

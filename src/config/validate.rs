@@ -1,8 +1,11 @@
 //! Semantic checks: values that parse but would make the daemon misbehave.
 
-use super::{AuthSection, Config, IpSetting, LogSection, TurnSection};
+use super::{
+    AuthSection, Config, HttpSection, IpSetting, LogSection, SignalingSection, TurnSection,
+};
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 
 /// What is wrong and where, before it is tied to a line of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +56,9 @@ impl Config {
     pub(super) fn check(&self) -> Checked {
         check_turn(&self.turn)?;
         check_auth(&self.auth)?;
-        check_log(&self.log)
+        check_log(&self.log)?;
+        check_http(&self.http)?;
+        check_signaling(&self.signaling)
     }
 }
 
@@ -332,6 +337,303 @@ fn check_log(log: &LogSection) -> Checked {
             KEY,
             format!(r#"invalid log filter "{level}": {e}"#),
         ));
+    }
+    Ok(())
+}
+
+/// `value` within `range`; `unit` (e.g. " seconds") follows the bounds.
+fn check_range(key: &'static str, value: u64, range: RangeInclusive<u64>, unit: &str) -> Checked {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    let name = key.rsplit('.').next().unwrap_or(key);
+    let (min, max) = (*range.start(), *range.end());
+    let message = if max == u64::MAX {
+        format!("{name} ({value}) must be at least {min}{unit}")
+    } else {
+        format!("{name} ({value}) must be from {min} to {max}{unit}")
+    };
+    Err(Problem::new(key, message))
+}
+
+const MIN_API_KEY_LEN: usize = 8;
+const MIN_TOKEN_LEN: usize = 16;
+const MAX_HOST_LEN: usize = 253;
+
+fn check_http(http: &HttpSection) -> Checked {
+    if http.listen.port() == 0 {
+        return Err(Problem::new(
+            "http.listen",
+            format!(
+                "{}: port 0 is not allowed; browsers need a fixed port (e.g. 8080)",
+                http.listen
+            ),
+        ));
+    }
+    check_public_host(&http.public_host)?;
+    for (index, key) in http.api_keys.iter().enumerate() {
+        let what = format!("API key #{}", index + 1);
+        check_token("http.api_keys", &what, key, MIN_API_KEY_LEN)
+            .map_err(|problem| problem.at_element(index))?;
+    }
+    if !http.admin_token.is_empty() {
+        check_token(
+            "http.admin_token",
+            "admin_token",
+            &http.admin_token,
+            MIN_TOKEN_LEN,
+        )?;
+    }
+    check_range(
+        "http.api_requests_per_minute",
+        http.api_requests_per_minute.into(),
+        1..=u64::MAX,
+        "",
+    )
+}
+
+/// A key or token clients send in a URL or an `Authorization: Bearer`
+/// header: long enough, and nothing that needs escaping or quoting there.
+/// The messages never quote the secret.
+fn check_token(key: &'static str, what: &str, token: &str, min_len: usize) -> Checked {
+    if token.is_empty() {
+        return Err(Problem::new(key, format!("{what} is an empty string")));
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Problem::new(
+            key,
+            format!(
+                "{what} contains a space, a control or a non-ASCII character; only printable ASCII characters without spaces are allowed"
+            ),
+        ));
+    }
+    if token.len() < min_len {
+        return Err(Problem::new(
+            key,
+            format!(
+                "{what} is {} characters long; at least {min_len} are required",
+                token.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_public_host(host: &str) -> Checked {
+    const KEY: &str = "http.public_host";
+    let problem = |reason: String| {
+        Err(Problem::new(
+            KEY,
+            format!(r#"invalid public_host "{host}": {reason}"#),
+        ))
+    };
+    if host == "auto" {
+        return Ok(());
+    }
+    if host.eq_ignore_ascii_case("auto") {
+        return problem(r#"write "auto" in lowercase"#.to_owned());
+    }
+    if host.is_empty() {
+        return problem(
+            r#"empty; use "auto" or a host name such as "turn.example.com""#.to_owned(),
+        );
+    }
+    if host.contains("://") {
+        return problem(
+            r#"give the host alone, without a scheme, e.g. "turn.example.com""#.to_owned(),
+        );
+    }
+    if host.chars().any(char::is_whitespace) {
+        return problem("spaces are not allowed".to_owned());
+    }
+    if host.starts_with('[') {
+        return problem("write an IPv6 address without brackets".to_owned());
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        if ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]) {
+            return problem(
+                r#"not an address clients can reach; use "auto" or the server's address"#
+                    .to_owned(),
+            );
+        }
+        return Ok(());
+    }
+    if host.contains(':') {
+        return problem("give the host alone, without a port".to_owned());
+    }
+    if host.len() > MAX_HOST_LEN {
+        return problem(format!(
+            "{} characters long; a host name has at most {MAX_HOST_LEN}",
+            host.len()
+        ));
+    }
+    for label in host.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return problem(
+                "each dot-separated part of a host name must be 1 to 63 characters long".to_owned(),
+            );
+        }
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return problem("a host name has only letters, digits, hyphens and dots".to_owned());
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return problem("a part of a host name may not begin or end with a hyphen".to_owned());
+        }
+    }
+    // "192.168.1.300" is a mistyped address, not a name: no top-level
+    // domain is all digits.
+    if host
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
+        return problem("not a valid IP address, nor a host name".to_owned());
+    }
+    Ok(())
+}
+
+const MAX_ROOM_CAPACITY: u64 = 1000;
+const MIN_JWT_SECRET_LEN: usize = 16;
+
+fn check_signaling(signaling: &SignalingSection) -> Checked {
+    check_range(
+        "signaling.room_capacity",
+        signaling.room_capacity.into(),
+        1..=MAX_ROOM_CAPACITY,
+        "",
+    )?;
+    let secret_len = signaling.jwt_secret.len();
+    if secret_len > 0 && secret_len < MIN_JWT_SECRET_LEN {
+        return Err(Problem::new(
+            "signaling.jwt_secret",
+            format!(
+                "jwt_secret is {secret_len} bytes long; at least {MIN_JWT_SECRET_LEN} are required (or leave it empty to let anyone join)"
+            ),
+        ));
+    }
+    check_origins(&signaling.allowed_origins)?;
+    check_range(
+        "signaling.max_message_bytes",
+        signaling.max_message_bytes.into(),
+        256..=16 * 1024 * 1024,
+        " bytes",
+    )?;
+    for (key, value) in [
+        (
+            "signaling.messages_per_second",
+            signaling.messages_per_second,
+        ),
+        ("signaling.burst", signaling.burst),
+        ("signaling.max_connections", signaling.max_connections),
+        (
+            "signaling.max_connections_per_ip",
+            signaling.max_connections_per_ip,
+        ),
+    ] {
+        check_range(key, value.into(), 1..=u64::MAX, "")?;
+    }
+    if signaling.max_connections_per_ip > signaling.max_connections {
+        return Err(Problem::new(
+            "signaling.max_connections_per_ip",
+            format!(
+                "max_connections_per_ip ({}) must not exceed max_connections ({})",
+                signaling.max_connections_per_ip, signaling.max_connections
+            ),
+        )
+        .conflicting_with("signaling.max_connections"));
+    }
+    check_range(
+        "signaling.join_timeout",
+        signaling.join_timeout,
+        1..=3600,
+        " seconds",
+    )?;
+    check_range(
+        "signaling.heartbeat_interval",
+        signaling.heartbeat_interval,
+        1..=300,
+        " seconds",
+    )?;
+    check_range(
+        "signaling.resume_grace",
+        signaling.resume_grace,
+        0..=3600,
+        " seconds",
+    )?;
+    check_range(
+        "signaling.send_queue",
+        signaling.send_queue.into(),
+        8..=65536,
+        " messages",
+    )
+}
+
+fn check_origins(origins: &[String]) -> Checked {
+    const KEY: &str = "signaling.allowed_origins";
+    let mut seen = HashSet::new();
+    for (index, origin) in origins.iter().enumerate() {
+        let problem = |reason: &str| {
+            Err(
+                Problem::new(KEY, format!(r#"invalid origin "{origin}": {reason}"#))
+                    .at_element(index),
+            )
+        };
+        if origin == "*" {
+            if origins.len() > 1 {
+                return problem(r#""*" allows any origin and must be the only entry"#);
+            }
+            continue;
+        }
+        let Some(rest) = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+        else {
+            return problem(
+                r#"must start with "https://" or "http://", e.g. "https://meet.example.com""#,
+            );
+        };
+        if rest.contains('/') {
+            return problem(
+                r#"an origin has no path and no trailing slash, e.g. "https://meet.example.com""#,
+            );
+        }
+        if rest.contains(['?', '#', '@'])
+            || rest.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return problem("an origin is only scheme://host[:port]");
+        }
+        if rest.chars().any(|c| c.is_ascii_uppercase()) {
+            return problem("write it in lowercase, as browsers send it");
+        }
+        // The port is what follows the last colon, unless that colon is
+        // inside an IPv6 literal's brackets.
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !port.ends_with(']') => (host, Some(port)),
+            _ => (rest, None),
+        };
+        if host.is_empty() {
+            return problem("the host is missing");
+        }
+        if let Some(port) = port {
+            let default_port = if origin.starts_with("https://") {
+                "443"
+            } else {
+                "80"
+            };
+            if port == default_port {
+                return problem(&format!(
+                    "leave out the default port :{default_port}; browsers do not send it"
+                ));
+            }
+            if port.parse::<u16>().map_or(true, |port| port == 0) {
+                return problem("the port must be a number from 1 to 65535");
+            }
+        }
+        if !seen.insert(origin) {
+            return Err(
+                Problem::new(KEY, format!(r#""{origin}" is listed twice"#)).at_element(index)
+            );
+        }
     }
     Ok(())
 }

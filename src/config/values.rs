@@ -96,6 +96,19 @@ pub(super) fn parse_cidr(text: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
+/// One `SocketAddr` as a string, with the same message as in a list.
+pub(super) mod socket_addr {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(addr: &SocketAddr, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(addr)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+        Element::<SocketAddr>::deserialize(deserializer).map(|e| e.0)
+    }
+}
+
 /// `Vec<SocketAddr>` as an array of strings.
 pub(super) mod socket_addr_list {
     use super::*;

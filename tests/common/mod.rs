@@ -140,11 +140,22 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 
 /// A UDP port that is free on `ip` right now (bind to port 0 and release), never
 /// handed out twice by this test process.
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free TCP port")
+}
+
 pub fn free_udp_port(ip: IpAddr) -> u16 {
     for _ in 0..100 {
         let sock = StdUdpSocket::bind(SocketAddr::new(ip, 0))
             .unwrap_or_else(|e| panic!("bind {ip}:0 to find a free port: {e}"));
-        let port = sock.local_addr().expect("local_addr of bound socket").port();
+        let port = sock
+            .local_addr()
+            .expect("local_addr of bound socket")
+            .port();
         if handed_out().lock().expect("port set").insert(port) {
             return port;
         }
@@ -192,6 +203,12 @@ pub struct Config {
     pub deny: Vec<String>,
     pub allow_lan: bool,
     pub log_level: String,
+    /// The HTTP (signaling) listen address; `None` = a free 127.0.0.1 port
+    /// picked at start.
+    pub http: Option<SocketAddr>,
+    /// TOML appended verbatim after `[http] listen = ...`: further `[http]` keys
+    /// first (no header), then other sections such as `[signaling]`.
+    pub extra_toml: String,
 }
 
 impl Default for Config {
@@ -217,6 +234,8 @@ impl Default for Config {
             deny: Vec::new(),
             allow_lan: false,
             log_level: "debug".to_string(),
+            http: None,
+            extra_toml: String::new(),
         }
     }
 }
@@ -279,6 +298,11 @@ impl Config {
         let _ = writeln!(w, "\n[log]");
         let _ = writeln!(w, "level = {:?}", self.log_level);
         let _ = writeln!(w, "format = \"text\"");
+        if let Some(http) = self.http {
+            let _ = writeln!(w, "\n[http]");
+            let _ = writeln!(w, "listen = \"{http}\"");
+        }
+        let _ = writeln!(w, "{}", self.extra_toml);
         s
     }
 }
@@ -296,6 +320,8 @@ pub struct Daemon {
     pub config_path: PathBuf,
     pub log_path: PathBuf,
     pub dir: TempDir,
+    /// The HTTP listener (signaling WebSocket, REST API).
+    pub http: SocketAddr,
 }
 
 impl Daemon {
@@ -313,6 +339,12 @@ impl Daemon {
             if cfg.relay_ports.is_none() {
                 cfg.relay_ports = Some(relay_window());
             }
+            if cfg.http.is_none() {
+                cfg.http = Some(SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    free_tcp_port(),
+                ));
+            }
             let dir = TempDir::new("daemon");
             let config_path = dir.file("natbridge.toml", &cfg.to_toml());
             let log_path = dir.path.join("daemon.log");
@@ -327,8 +359,10 @@ impl Daemon {
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
             let addr = cfg.listen[0];
+            let http = cfg.http.expect("http address chosen above");
             let mut daemon = Daemon {
                 child,
+                http,
                 config: cfg,
                 addr,
                 config_path,
@@ -402,7 +436,10 @@ impl Daemon {
     /// Panics (with the log) if the daemon process has exited.
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait on daemon") {
-            panic!("daemon exited unexpectedly ({status}); log:\n{}", self.log());
+            panic!(
+                "daemon exited unexpectedly ({status}); log:\n{}",
+                self.log()
+            );
         }
     }
 
@@ -413,7 +450,9 @@ impl Daemon {
 
     /// A raw client carrying a valid REST credential for `user`.
     pub async fn client_for(&self, user: &str) -> StunClient {
-        StunClient::new(self.addr).await.with_creds(Creds::valid(user))
+        StunClient::new(self.addr)
+            .await
+            .with_creds(Creds::valid(user))
     }
 }
 
@@ -511,7 +550,10 @@ pub fn lifetime(secs: u64) -> Box<dyn Setter> {
 }
 
 pub fn channel_number(n: u16) -> Box<dyn Setter> {
-    Box::new(RawAttr(ATTR_CHANNEL_NUMBER.0, vec![(n >> 8) as u8, n as u8, 0, 0]))
+    Box::new(RawAttr(
+        ATTR_CHANNEL_NUMBER.0,
+        vec![(n >> 8) as u8, n as u8, 0, 0],
+    ))
 }
 
 /// A message of `method`/`class` with a fresh transaction id and `attrs`, no
@@ -813,8 +855,14 @@ impl StunClient {
     /// MESSAGE-INTEGRITY, FINGERPRINT after `attrs`).
     pub fn authed(&self, method: Method, attrs: Vec<Box<dyn Setter>>) -> Message {
         let creds = self.creds().clone();
-        let realm = self.realm.clone().expect("realm learned (call prime first)");
-        let nonce = self.nonce.clone().expect("nonce learned (call prime first)");
+        let realm = self
+            .realm
+            .clone()
+            .expect("realm learned (call prime first)");
+        let nonce = self
+            .nonce
+            .clone()
+            .expect("nonce learned (call prime first)");
         let mut attrs = attrs;
         attrs.push(Box::new(TextAttribute::new(
             ATTR_USERNAME,
@@ -842,8 +890,16 @@ impl StunClient {
         let res = self.transact(&req).await;
         expect_error(&res, 401, "unauthenticated Allocate");
         self.learn(&res);
-        assert!(self.realm.is_some(), "401 without REALM: {}", describe(&res));
-        assert!(self.nonce.is_some(), "401 without NONCE: {}", describe(&res));
+        assert!(
+            self.realm.is_some(),
+            "401 without REALM: {}",
+            describe(&res)
+        );
+        assert!(
+            self.nonce.is_some(),
+            "401 without NONCE: {}",
+            describe(&res)
+        );
     }
 
     fn learn(&mut self, res: &Message) {
@@ -875,7 +931,8 @@ impl StunClient {
 
     /// Authenticated Allocate for a UDP relay; returns the raw response.
     pub async fn allocate(&mut self) -> Message {
-        self.request(METHOD_ALLOCATE, || vec![udp_transport()]).await
+        self.request(METHOD_ALLOCATE, || vec![udp_transport()])
+            .await
     }
 
     /// Authenticated Allocate that must succeed; returns the relayed address.
@@ -918,7 +975,11 @@ impl StunClient {
         let m = build(
             METHOD_SEND,
             CLASS_INDICATION,
-            vec![peer(to), Box::new(Data(data.to_vec())), Box::new(FINGERPRINT)],
+            vec![
+                peer(to),
+                Box::new(Data(data.to_vec())),
+                Box::new(FINGERPRINT),
+            ],
         );
         self.send_raw(&m.raw).await;
     }
@@ -991,3 +1052,5 @@ pub async fn recv_within(sock: &UdpSocket, wait: Duration) -> Option<(Vec<u8>, S
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
+
+pub mod ws;

@@ -1,0 +1,77 @@
+//! The HTTP listener: the WebSocket endpoint, the REST API and health check
+//! (and, later, the web demo), all on one port.
+
+mod api;
+mod origin;
+mod upgrade;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::signal::SignalContext;
+use crate::signal::limits::PerIpRate;
+
+/// REST settings, replaced whole on reload.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub api_keys: Vec<String>,
+    pub admin_token: String,
+    pub requests_per_minute: u32,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub signal: Arc<SignalContext>,
+    pub api: Arc<RwLock<Arc<ApiSettings>>>,
+    pub api_rate: Arc<PerIpRate>,
+}
+
+impl AppState {
+    pub fn api(&self) -> Arc<ApiSettings> {
+        match self.api.read() {
+            Ok(a) => a.clone(),
+            Err(e) => e.into_inner().clone(),
+        }
+    }
+}
+
+/// A JSON error body: `{"error": {"code", "reason"}}`.
+pub fn json_error(status: StatusCode, code: &str, reason: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "reason": reason}})),
+    )
+        .into_response()
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade::ws))
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/api/ice-servers", get(api::ice_servers))
+        .route("/api/rooms", get(api::rooms))
+        .route("/api/rooms/{room}/peers", get(api::room_peers))
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .with_state(state)
+}
+
+/// Binds the listener (so start-up fails loudly on a taken port).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {addr}: {e}")))
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}

@@ -1,0 +1,60 @@
+//! `GET /ws`: the WebSocket upgrade, after origin and connection limits.
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+
+use super::{AppState, json_error, origin};
+use crate::signal::limits::Refused;
+use crate::signal::{protocol, session};
+
+pub async fn ws(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let limits = state.signal.limits();
+    let get = |h| headers.get(h).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
+    if !origin::allowed(get(header::ORIGIN), get(header::HOST), &limits.allowed_origins) {
+        tracing::info!(client = %peer, origin = ?get(header::ORIGIN), "WebSocket refused: origin not allowed");
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "origin_forbidden",
+            "this origin may not use the signaling endpoint",
+        );
+    }
+    let slot = match state.signal.counter.acquire(
+        peer.ip(),
+        limits.max_connections,
+        limits.max_connections_per_ip,
+    ) {
+        Ok(slot) => slot,
+        Err(Refused::Total) => {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_connections",
+                "the server is at its connection limit",
+            );
+        }
+        Err(Refused::PerIp) => {
+            return json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                "too many connections from your address",
+            );
+        }
+    };
+    // Frames up to twice the protocol limit are read so an oversized message
+    // gets its 1009 close from us rather than a bare transport error.
+    let frame_limit = limits.max_message_bytes.saturating_mul(2).max(1024);
+    let ctx = state.signal.clone();
+    upgrade
+        .protocols([protocol::SUBPROTOCOL])
+        .max_message_size(frame_limit)
+        .max_frame_size(frame_limit)
+        .on_upgrade(move |socket| session::run(socket, ctx, slot))
+}

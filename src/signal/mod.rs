@@ -1,0 +1,128 @@
+//! The signaling half: WebSocket sessions, rooms, and TURN credentials for the
+//! peers in them (docs/protocol.md).
+
+pub mod ice;
+pub mod jwt;
+pub mod limits;
+pub mod protocol;
+pub mod rooms;
+pub mod session;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use ice::IceIssuer;
+use limits::ConnectionCounter;
+use rooms::Registry;
+
+/// The limits a session reads at connect time.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    pub room_capacity: usize,
+    pub jwt_secret: String,
+    pub max_message_bytes: usize,
+    pub messages_per_second: u32,
+    pub burst: u32,
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    pub join_timeout: Duration,
+    pub heartbeat: Duration,
+    pub resume_grace: Duration,
+    pub send_queue: usize,
+    pub allowed_origins: Vec<String>,
+}
+
+impl SessionLimits {
+    pub fn from_config(cfg: &Config) -> SessionLimits {
+        let s = &cfg.signaling;
+        SessionLimits {
+            room_capacity: s.room_capacity as usize,
+            jwt_secret: s.jwt_secret.clone(),
+            max_message_bytes: s.max_message_bytes as usize,
+            messages_per_second: s.messages_per_second,
+            burst: s.burst,
+            max_connections: s.max_connections,
+            max_connections_per_ip: s.max_connections_per_ip,
+            join_timeout: Duration::from_secs(s.join_timeout),
+            heartbeat: Duration::from_secs(s.heartbeat_interval),
+            resume_grace: Duration::from_secs(s.resume_grace),
+            send_queue: s.send_queue as usize,
+            allowed_origins: s.allowed_origins.clone(),
+        }
+    }
+
+    /// What clients are told about the limits.
+    pub fn public(&self) -> Value {
+        json!({
+            "maxMessageBytes": self.max_message_bytes,
+            "messagesPerSecond": self.messages_per_second,
+            "burst": self.burst,
+            "roomCapacity": self.room_capacity,
+        })
+    }
+}
+
+/// Everything sessions share.
+pub struct SignalContext {
+    pub registry: Registry,
+    pub ice: IceIssuer,
+    pub counter: Arc<ConnectionCounter>,
+    pub next_conn: AtomicU64,
+    pub draining: AtomicBool,
+    limits: RwLock<Arc<SessionLimits>>,
+    messages: Mutex<BTreeMap<&'static str, u64>>,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl SignalContext {
+    pub fn new(registry: Registry, ice: IceIssuer, limits: SessionLimits) -> SignalContext {
+        SignalContext {
+            registry,
+            ice,
+            counter: Arc::new(ConnectionCounter::default()),
+            next_conn: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            limits: RwLock::new(Arc::new(limits)),
+            messages: Mutex::new(BTreeMap::new()),
+            errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn limits(&self) -> Arc<SessionLimits> {
+        match self.limits.read() {
+            Ok(l) => l.clone(),
+            Err(e) => e.into_inner().clone(),
+        }
+    }
+
+    pub fn set_limits(&self, limits: SessionLimits) {
+        if let Ok(mut l) = self.limits.write() {
+            *l = Arc::new(limits);
+        }
+    }
+
+    pub fn count_message(&self, typ: &'static str) {
+        if let Ok(mut m) = self.messages.lock() {
+            *m.entry(typ).or_insert(0) += 1;
+        }
+    }
+
+    pub fn count_error(&self, code: &'static str) {
+        if let Ok(mut m) = self.errors.lock() {
+            *m.entry(code).or_insert(0) += 1;
+        }
+    }
+
+    pub fn message_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn error_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.errors.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,394 @@
+//! One WebSocket connection: reads client messages, applies limits, talks to
+//! the registry, and writes through a bounded queue so a client that stops
+//! reading is dropped instead of buffered for.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+use super::limits::{ConnectionSlot, TokenBucket};
+use super::protocol::{self, ClientMessage, Envelope, ProtoError};
+use super::rooms::{Connection, Joined, Outbound, turn_user};
+use super::{SessionLimits, SignalContext};
+
+/// Consecutive rate-limited messages before the connection is closed.
+const ABUSE_STREAK: u32 = 50;
+/// Credentials are pushed again at this fraction of their lifetime.
+const ICE_REFRESH_AT: f64 = 0.8;
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+struct Session {
+    ctx: Arc<SignalContext>,
+    limits: Arc<SessionLimits>,
+    conn_id: u64,
+    tx: mpsc::Sender<Outbound>,
+    kill: Arc<Notify>,
+    /// (peer id, room) once joined.
+    peer: Option<(String, String)>,
+    bucket: TokenBucket,
+    limited_streak: u32,
+    ice_due: Option<Instant>,
+}
+
+pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlot) {
+    let limits = ctx.limits();
+    let conn_id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Outbound>(limits.send_queue.max(1));
+    let writer = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            let frame = match out {
+                Outbound::Text(t) => Message::Text(t.into()),
+                Outbound::Ping => Message::Ping(Default::default()),
+                Outbound::Close(code, reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    break;
+                }
+            };
+            if sink.send(frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let now = Instant::now();
+    let mut s = Session {
+        ctx: ctx.clone(),
+        limits: limits.clone(),
+        conn_id,
+        tx,
+        kill: Arc::new(Notify::new()),
+        peer: None,
+        bucket: TokenBucket::new(
+            f64::from(limits.messages_per_second),
+            limits.burst,
+            now.into_std(),
+        ),
+        limited_streak: 0,
+        ice_due: None,
+    };
+    s.send(&json!({
+        "type": "welcome",
+        "v": protocol::VERSION,
+        "server": concat!("natbridge/", env!("CARGO_PKG_VERSION")),
+        "heartbeatMs": limits.heartbeat.as_millis() as u64,
+        "joinTimeoutMs": limits.join_timeout.as_millis() as u64,
+        "limits": limits.public(),
+    }));
+
+    let mut heartbeat = tokio::time::interval_at(now + limits.heartbeat, limits.heartbeat);
+    let join_deadline = now + limits.join_timeout;
+    let mut ever_joined = false;
+    let mut last_seen = now;
+    loop {
+        let ice_due = s.ice_due.unwrap_or(now);
+        tokio::select! {
+            frame = stream.next() => {
+                let Some(Ok(frame)) = frame else { break };
+                last_seen = Instant::now();
+                let flow = match frame {
+                    Message::Text(text) => s.on_text(text.as_str()),
+                    Message::Binary(_) => s.on_binary(),
+                    Message::Close(_) => Flow::Stop,
+                    Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+                };
+                ever_joined |= s.peer.is_some();
+                if matches!(flow, Flow::Stop) {
+                    break;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_seen.elapsed() > limits.heartbeat * 2 {
+                    s.bye("heartbeat_timeout", None);
+                    break;
+                }
+                s.push(Outbound::Ping);
+            }
+            _ = tokio::time::sleep_until(join_deadline), if !ever_joined => {
+                s.bye("join_timeout", None);
+                break;
+            }
+            _ = tokio::time::sleep_until(ice_due), if s.ice_due.is_some() => {
+                s.push_credentials(&None);
+            }
+            _ = s.kill.notified() => {
+                // Either a takeover (the registry already moved the peer to the
+                // new connection) or a full send queue.
+                s.bye("slow_consumer", None);
+                break;
+            }
+        }
+    }
+    s.disconnect();
+    drop(s);
+    // The writer ends once the queue drains; a client that stopped reading
+    // could hold it forever, so it gets a moment and no more.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+        abort.abort();
+    }
+    drop(slot);
+}
+
+impl Session {
+    fn push(&self, out: Outbound) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
+            self.kill.notify_one();
+        }
+    }
+
+    fn send(&self, msg: &Value) {
+        self.push(Outbound::Text(msg.to_string()));
+    }
+
+    fn bye(&self, reason: &str, retry_after_ms: Option<u64>) {
+        let _ = self
+            .tx
+            .try_send(Outbound::Text(protocol::bye(reason, retry_after_ms).to_string()));
+        let _ = self.tx.try_send(Outbound::Close(1000, reason.to_owned()));
+    }
+
+    fn error(&self, e: &ProtoError, re: &Option<Value>) {
+        self.ctx.count_error(e.code);
+        self.send(&protocol::error(e, re));
+    }
+
+    fn on_binary(&mut self) -> Flow {
+        if let Some(flow) = self.rate_limit() {
+            return flow;
+        }
+        self.error(
+            &ProtoError::new("binary_unsupported", "binary frames are not part of the protocol"),
+            &None,
+        );
+        Flow::Continue
+    }
+
+    /// Takes a token; returns what to do when there was none.
+    fn rate_limit(&mut self) -> Option<Flow> {
+        if self.bucket.take(Instant::now().into_std()) {
+            self.limited_streak = 0;
+            return None;
+        }
+        self.limited_streak += 1;
+        if self.limited_streak >= ABUSE_STREAK {
+            self.bye("rate_limited", Some(10_000));
+            return Some(Flow::Stop);
+        }
+        self.error(
+            &ProtoError::new("rate_limited", "too many messages; slow down"),
+            &None,
+        );
+        Some(Flow::Continue)
+    }
+
+    fn on_text(&mut self, text: &str) -> Flow {
+        if text.len() > self.limits.max_message_bytes {
+            let _ = self
+                .tx
+                .try_send(Outbound::Close(1009, "message too large".into()));
+            return Flow::Stop;
+        }
+        if let Some(flow) = self.rate_limit() {
+            return flow;
+        }
+        match protocol::parse(text) {
+            Ok(env) => {
+                self.ctx.count_message(env.msg.type_name());
+                self.dispatch(env);
+            }
+            Err((re, e)) => self.error(&e, &re),
+        }
+        Flow::Continue
+    }
+
+    fn dispatch(&mut self, Envelope { id, msg }: Envelope) {
+        let not_joined = || ProtoError::new("not_joined", "join a room first");
+        match msg {
+            ClientMessage::Join {
+                room,
+                name,
+                token,
+                resume,
+            } => match self.join(room, name, token, resume) {
+                Ok(joined) => self.on_joined(joined, &id),
+                Err(e) => self.error(&e, &id),
+            },
+            ClientMessage::Leave => match self.peer.take() {
+                Some((peer, _)) => {
+                    self.ctx.registry.leave(&peer, self.conn_id);
+                    self.ice_due = None;
+                    self.send(&protocol::ok(&id));
+                }
+                None => self.error(&not_joined(), &id),
+            },
+            ClientMessage::Signal { to, kind, payload } => match &self.peer {
+                Some((peer, _)) => match self.ctx.registry.signal(peer, &to, kind, &payload) {
+                    Ok(()) => {
+                        if id.is_some() {
+                            self.send(&protocol::ok(&id));
+                        }
+                    }
+                    Err(e) => self.error(&e, &id),
+                },
+                None => self.error(&not_joined(), &id),
+            },
+            ClientMessage::State {
+                audio,
+                video,
+                screen,
+            } => match &self.peer {
+                Some((peer, _)) => {
+                    self.ctx.registry.set_state(peer, audio, video, screen);
+                    if id.is_some() {
+                        self.send(&protocol::ok(&id));
+                    }
+                }
+                None => self.error(&not_joined(), &id),
+            },
+            ClientMessage::Ping { t } => {
+                self.send(&protocol::with_re(json!({"type": "pong", "t": t}), &id));
+            }
+            ClientMessage::IceRefresh => {
+                if self.peer.is_some() {
+                    self.push_credentials(&id);
+                } else {
+                    self.error(&not_joined(), &id);
+                }
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        room: String,
+        name: Option<String>,
+        token: Option<String>,
+        resume: Option<String>,
+    ) -> Result<Joined, ProtoError> {
+        if self.peer.is_some() {
+            return Err(ProtoError::new("already_joined", "already in a room; leave first"));
+        }
+        if self.ctx.draining.load(Ordering::Relaxed) {
+            return Err(ProtoError::new("draining", "the server is shutting down"));
+        }
+        if !protocol::valid_room(&room) {
+            return Err(ProtoError::new(
+                "room_invalid",
+                "room names are 1-64 characters of A-Z a-z 0-9 _ - .",
+            ));
+        }
+        let mut name = protocol::clean_name(name.as_deref().unwrap_or("")).ok_or_else(|| {
+            ProtoError::new(
+                "name_invalid",
+                "names are at most 64 characters, without control characters",
+            )
+        })?;
+        if !self.limits.jwt_secret.is_empty() {
+            let token = token.ok_or_else(|| {
+                ProtoError::new("token_required", "this server needs a room token to join")
+            })?;
+            let claims = super::jwt::verify(&self.limits.jwt_secret, &token, &room)?;
+            if let Some(n) = claims.name.as_deref().and_then(protocol::clean_name) {
+                name = n;
+            }
+        }
+        let conn = Connection {
+            id: self.conn_id,
+            tx: self.tx.clone(),
+            kill: self.kill.clone(),
+        };
+        match resume {
+            Some(token) => self.ctx.registry.resume(conn, &room, &token),
+            None => self
+                .ctx
+                .registry
+                .join(conn, &room, name, self.limits.room_capacity),
+        }
+    }
+
+    fn on_joined(&mut self, joined: Joined, re: &Option<Value>) {
+        let room = joined.room.clone();
+        let ice = self.ctx.ice.issue(&turn_user(&room, &joined.peer_id));
+        tracing::info!(
+            room = %room,
+            peer = %joined.peer_id,
+            resumed = joined.resumed,
+            "peer joined"
+        );
+        self.send(&protocol::with_re(
+            json!({
+                "type": "joined",
+                "room": room,
+                "peerId": joined.peer_id,
+                "name": joined.name,
+                "resumeToken": joined.resume_token,
+                "resumed": joined.resumed,
+                "peers": joined.others,
+                "iceServers": ice.ice_servers,
+                "iceExpiresAt": ice.credential.expires_at,
+                "heartbeatMs": self.limits.heartbeat.as_millis() as u64,
+                "limits": self.limits.public(),
+            }),
+            re,
+        ));
+        for text in joined.queued {
+            self.push(Outbound::Text(text));
+        }
+        self.peer = Some((joined.peer_id, room));
+        self.schedule_ice(ice.credential.ttl);
+    }
+
+    fn schedule_ice(&mut self, ttl: u64) {
+        let after = Duration::from_secs_f64(ttl as f64 * ICE_REFRESH_AT).max(Duration::from_secs(1));
+        self.ice_due = Some(Instant::now() + after);
+    }
+
+    fn push_credentials(&mut self, re: &Option<Value>) {
+        let Some((peer, room)) = &self.peer else {
+            self.ice_due = None;
+            return;
+        };
+        let ice = self.ctx.ice.issue(&turn_user(room, peer));
+        self.send(&protocol::with_re(
+            json!({
+                "type": "ice.credentials",
+                "iceServers": ice.ice_servers,
+                "iceExpiresAt": ice.credential.expires_at,
+            }),
+            re,
+        ));
+        self.schedule_ice(ice.credential.ttl);
+    }
+
+    /// The connection is gone: a joined peer waits for a resume.
+    fn disconnect(&mut self) {
+        let Some((peer, _)) = self.peer.take() else {
+            return;
+        };
+        let Some(generation) = self.ctx.registry.detach(&peer, self.conn_id) else {
+            return;
+        };
+        let ctx = self.ctx.clone();
+        let grace = self.limits.resume_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            ctx.registry.expire(&peer, generation);
+        });
+    }
+}
