@@ -5,6 +5,8 @@ pub mod config;
 pub mod creds;
 pub mod daemon;
 pub mod http;
+pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod signal;
 pub mod turn;

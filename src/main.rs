@@ -43,21 +43,40 @@ fn load(path: Option<&PathBuf>) -> Result<Config, natbridge::config::ConfigError
     }
 }
 
-fn init_logging(cfg: &Config) {
+/// Sets up logging and returns how to change the filter on reload. RUST_LOG,
+/// when set, wins over `log.level` (and then reload leaves the filter alone).
+fn init_logging(cfg: &Config) -> daemon::LogReload {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let filter = from_env
+        .as_deref()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_new(&cfg.log.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
     // Under systemd the journal stamps each line itself.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    macro_rules! install {
+        ($b:expr) => {{
+            let b = $b.with_filter_reloading();
+            let handle = b.reload_handle();
+            b.init();
+            Box::new(move |level: &str| {
+                if from_env.is_some() {
+                    return Ok(());
+                }
+                let f = EnvFilter::try_new(level).map_err(|e| format!("log.level: {e}"))?;
+                handle.reload(f).map_err(|e| e.to_string())
+            })
+        }};
+    }
     match (cfg.log.format, journald) {
-        (LogFormat::Json, _) => builder.json().init(),
-        (LogFormat::Text, true) => builder.without_time().with_ansi(false).init(),
-        (LogFormat::Text, false) => builder.init(),
+        (LogFormat::Json, _) => install!(builder.json()),
+        (LogFormat::Text, true) => install!(builder.without_time().with_ansi(false)),
+        (LogFormat::Text, false) => install!(builder),
     }
 }
 
@@ -72,7 +91,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            init_logging(&cfg);
+            let log_reload = init_logging(&cfg);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -84,7 +103,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(daemon::serve(cfg, config)) {
+            match rt.block_on(daemon::serve(cfg, config, log_reload)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

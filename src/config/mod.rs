@@ -1,5 +1,6 @@
 //! The daemon's configuration: a TOML file with the sections `[turn]`,
-//! `[auth]`, `[peers]`, `[log]`, `[http]` and `[signaling]`.
+//! `[auth]`, `[peers]`, `[log]`, `[http]`, `[signaling]`, `[service]` and
+//! `[metrics]`.
 //!
 //! The annotated `config.toml` at the repository root is compiled in and is
 //! the built-in default, so the documentation a sysadmin reads and the values
@@ -44,6 +45,8 @@ pub struct Config {
     pub log: LogSection,
     pub http: HttpSection,
     pub signaling: SignalingSection,
+    pub service: ServiceSection,
+    pub metrics: MetricsSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,6 +181,26 @@ pub struct SignalingSection {
     pub send_queue: u32,
 }
 
+/// How the process behaves as a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceSection {
+    /// Seconds. On SIGTERM the daemon stops taking new allocations and
+    /// joins, tells signaling clients `bye`, and keeps relaying existing
+    /// allocations for up to this long (or until none are left), then exits 0.
+    pub drain_timeout: u64,
+}
+
+/// Prometheus metrics at `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Exactly `"http"`: served on the HTTP listener. Exactly `"off"`: not
+    /// served. Otherwise an `IP:PORT` (port not 0) where only `/metrics` is
+    /// served; validation guarantees it parses as a `SocketAddr`.
+    pub listen: String,
+}
+
 // The section defaults below are what serde fills in for keys a file leaves
 // out. They cannot be taken from the embedded file, because parsing the file
 // needs them; the unit tests pin them to config.toml instead.
@@ -269,6 +292,20 @@ impl Default for SignalingSection {
     }
 }
 
+impl Default for ServiceSection {
+    fn default() -> ServiceSection {
+        ServiceSection { drain_timeout: 30 }
+    }
+}
+
+impl Default for MetricsSection {
+    fn default() -> MetricsSection {
+        MetricsSection {
+            listen: "http".to_owned(),
+        }
+    }
+}
+
 /// How a secret string shows in Debug output: whether it is set, never what.
 fn redacted_str(secret: &str) -> &'static str {
     if secret.is_empty() { "" } else { "<redacted>" }
@@ -326,6 +363,8 @@ impl Config {
             log: LogSection::default(),
             http: HttpSection::default(),
             signaling: SignalingSection::default(),
+            service: ServiceSection::default(),
+            metrics: MetricsSection::default(),
         }
     }
 

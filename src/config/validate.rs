@@ -1,10 +1,11 @@
 //! Semantic checks: values that parse but would make the daemon misbehave.
 
 use super::{
-    AuthSection, Config, HttpSection, IpSetting, LogSection, SignalingSection, TurnSection,
+    AuthSection, Config, HttpSection, IpSetting, LogSection, MetricsSection, ServiceSection,
+    SignalingSection, TurnSection,
 };
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 
 /// What is wrong and where, before it is tied to a line of a file.
@@ -58,7 +59,9 @@ impl Config {
         check_auth(&self.auth)?;
         check_log(&self.log)?;
         check_http(&self.http)?;
-        check_signaling(&self.signaling)
+        check_signaling(&self.signaling)?;
+        check_service(&self.service)?;
+        check_metrics(&self.metrics, &self.http)
     }
 }
 
@@ -634,6 +637,60 @@ fn check_origins(origins: &[String]) -> Checked {
                 Problem::new(KEY, format!(r#""{origin}" is listed twice"#)).at_element(index)
             );
         }
+    }
+    Ok(())
+}
+
+const MAX_DRAIN_TIMEOUT: u64 = 3600;
+
+fn check_service(service: &ServiceSection) -> Checked {
+    check_range(
+        "service.drain_timeout",
+        service.drain_timeout,
+        0..=MAX_DRAIN_TIMEOUT,
+        " seconds",
+    )
+}
+
+fn check_metrics(metrics: &MetricsSection, http: &HttpSection) -> Checked {
+    const KEY: &str = "metrics.listen";
+    let listen = metrics.listen.as_str();
+    let problem = |reason: String| {
+        Err(Problem::new(
+            KEY,
+            format!(r#"invalid metrics listen "{listen}": {reason}"#),
+        ))
+    };
+    // The daemon compares these exactly.
+    if listen == "http" || listen == "off" {
+        return Ok(());
+    }
+    for word in ["http", "off"] {
+        if listen.eq_ignore_ascii_case(word) {
+            return problem(format!(r#"write "{word}" in lowercase"#));
+        }
+    }
+    let Ok(addr) = listen.parse::<SocketAddr>() else {
+        return problem(
+            r#"expected "http", "off" or IP:PORT such as "127.0.0.1:9100" or "[::1]:9100""#
+                .to_owned(),
+        );
+    };
+    if addr.port() == 0 {
+        return problem(
+            "port 0 is not allowed; Prometheus needs a fixed port (e.g. 9100)".to_owned(),
+        );
+    }
+    // Both are TCP listeners: the same port on overlapping addresses cannot
+    // be bound twice.
+    let overlaps = addr.ip() == http.listen.ip()
+        || addr.ip().is_unspecified()
+        || http.listen.ip().is_unspecified();
+    if addr.port() == http.listen.port() && overlaps {
+        return problem(format!(
+            r#"clashes with http.listen ({}); use "http" to serve /metrics there, or another port"#,
+            http.listen
+        ));
     }
     Ok(())
 }

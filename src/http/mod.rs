@@ -1,9 +1,10 @@
-//! The HTTP listener: the WebSocket endpoint, the REST API and health check
-//! (and, later, the web demo), all on one port.
+//! The HTTP listener: the web demo, the WebSocket endpoint, the REST API and
+//! the health check, all on one port.
 
 mod api;
 mod origin;
 mod upgrade;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -28,6 +29,9 @@ pub struct ApiSettings {
 #[derive(Clone)]
 pub struct AppState {
     pub signal: Arc<SignalContext>,
+    pub turn_stats: crate::net::udp::StatsBoard,
+    /// `metrics.listen = "http"`: /metrics is served here.
+    pub metrics_on_http: bool,
     pub api: Arc<RwLock<Arc<ApiSettings>>>,
     pub api_rate: Arc<PerIpRate>,
 }
@@ -51,13 +55,47 @@ pub fn json_error(status: StatusCode, code: &str, reason: &str) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/ws", get(upgrade::ws))
-        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+    let base = if state.metrics_on_http {
+        Router::new().route("/metrics", get(metrics))
+    } else {
+        Router::new()
+    };
+    base.route("/ws", get(upgrade::ws))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
         .route("/api/ice-servers", get(api::ice_servers))
         .route("/api/rooms", get(api::rooms))
         .route("/api/rooms/{room}/peers", get(api::room_peers))
+        .route("/", get(web::index))
+        .route("/r/{room}", get(web::room))
+        .route("/trickle", get(web::trickle))
+        .route("/{*path}", get(web::file))
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .with_state(state)
+}
+
+pub async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let (turn, _) = crate::net::udp::summarize(&state.turn_stats);
+    let draining = state
+        .signal
+        .draining
+        .load(std::sync::atomic::Ordering::Relaxed);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&turn, &state.signal, draining),
+    )
+        .into_response()
+}
+
+/// A router with only `/metrics`, for a separate metrics address.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 

@@ -40,11 +40,19 @@ mod tests {
         let none: Vec<String> = vec![];
         assert!(allowed(None, Some("h:8080"), &none));
         assert!(allowed(Some("http://h:8080"), Some("h:8080"), &none));
-        assert!(allowed(Some("http://localhost:1234"), Some("h:8080"), &none));
+        assert!(allowed(
+            Some("http://localhost:1234"),
+            Some("h:8080"),
+            &none
+        ));
         assert!(allowed(Some("http://127.0.0.1"), Some("h:8080"), &none));
         assert!(allowed(Some("http://[::1]:9"), Some("h:8080"), &none));
         assert!(!allowed(Some("http://evil.example"), Some("h:8080"), &none));
-        assert!(!allowed(Some("http://localhost.evil.example"), Some("h"), &none));
+        assert!(!allowed(
+            Some("http://localhost.evil.example"),
+            Some("h"),
+            &none
+        ));
         assert!(!allowed(Some("null"), Some("h"), &none));
         let list = vec!["https://meet.example.com".to_string()];
         assert!(allowed(Some("https://meet.example.com"), Some("h"), &list));

@@ -18,8 +18,16 @@ pub async fn ws(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let limits = state.signal.limits();
-    let get = |h| headers.get(h).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
-    if !origin::allowed(get(header::ORIGIN), get(header::HOST), &limits.allowed_origins) {
+    let get = |h| {
+        headers
+            .get(h)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    if !origin::allowed(
+        get(header::ORIGIN),
+        get(header::HOST),
+        &limits.allowed_origins,
+    ) {
         tracing::info!(client = %peer, origin = ?get(header::ORIGIN), "WebSocket refused: origin not allowed");
         return json_error(
             StatusCode::FORBIDDEN,

@@ -44,8 +44,35 @@ pub struct Worker {
     pub thread: std::thread::JoinHandle<()>,
 }
 
-/// The latest counters of each worker, for status lines and metrics.
-pub type StatsBoard = Arc<Mutex<Vec<Stats>>>;
+/// What a worker last reported: its counters, and when (a stale report means a
+/// wedged event loop, and the watchdog stops vouching for the process).
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    pub stats: Stats,
+    pub at: std::time::Instant,
+}
+
+/// The latest report of each worker, for status lines, metrics and the watchdog.
+pub type StatsBoard = Arc<Mutex<Vec<Option<WorkerReport>>>>;
+
+/// The sum of the workers' counters, and the age of the oldest report (`None`
+/// when some worker has not reported yet).
+pub fn summarize(board: &StatsBoard) -> (Stats, Option<Duration>) {
+    let mut total = Stats::default();
+    let mut oldest = Some(Duration::ZERO);
+    if let Ok(b) = board.lock() {
+        for r in b.iter() {
+            match r {
+                Some(r) => {
+                    total.add(&r.stats);
+                    oldest = oldest.map(|o| o.max(r.at.elapsed()));
+                }
+                None => oldest = None,
+            }
+        }
+    }
+    (total, oldest)
+}
 
 struct RelaySocket {
     socket: Rc<UdpSocket>,
@@ -248,7 +275,8 @@ async fn relay_loop(state: State, sock: Rc<UdpSocket>, relay: RelayId) {
 }
 
 async fn timer_loop(state: State, board: StatsBoard, index: usize) {
-    let mut last_stats = tokio::time::Instant::now();
+    // Report at once, so readiness and the watchdog see this worker alive.
+    let mut last_stats = tokio::time::Instant::now() - STATS_INTERVAL;
     loop {
         let wake = state.borrow().core.poll_timeout();
         let sleep = wake
@@ -263,9 +291,12 @@ async fn timer_loop(state: State, board: StatsBoard, index: usize) {
             let stats = state.borrow().core.stats();
             if let Ok(mut b) = board.lock() {
                 if b.len() <= index {
-                    b.resize(index + 1, Stats::default());
+                    b.resize(index + 1, None);
                 }
-                b[index] = stats;
+                b[index] = Some(WorkerReport {
+                    stats,
+                    at: std::time::Instant::now(),
+                });
             }
         }
     }

@@ -23,7 +23,9 @@ pub fn verify(secret: &str, token: &str, room: &str) -> Result<RoomClaims, Proto
         &validation,
     )
     .map_err(|e| match e.kind() {
-        ErrorKind::ExpiredSignature => ProtoError::new("token_expired", "the room token has expired"),
+        ErrorKind::ExpiredSignature => {
+            ProtoError::new("token_expired", "the room token has expired")
+        }
         _ => ProtoError::new("token_invalid", format!("the room token is not valid: {e}")),
     })?;
     if data.claims.room != room {
@@ -60,11 +62,15 @@ mod tests {
         let c = verify(key, &token(key, "r", now + 60), "r").unwrap();
         assert_eq!(c.name.as_deref(), Some("Ada"));
         assert_eq!(
-            verify(key, &token(key, "r", now - 60), "r").unwrap_err().code,
+            verify(key, &token(key, "r", now - 60), "r")
+                .unwrap_err()
+                .code,
             "token_expired"
         );
         assert_eq!(
-            verify(key, &token(key, "other", now + 60), "r").unwrap_err().code,
+            verify(key, &token(key, "other", now + 60), "r")
+                .unwrap_err()
+                .code,
             "token_room_mismatch"
         );
         assert_eq!(
@@ -73,6 +79,9 @@ mod tests {
                 .code,
             "token_invalid"
         );
-        assert_eq!(verify(key, "garbage", "r").unwrap_err().code, "token_invalid");
+        assert_eq!(
+            verify(key, "garbage", "r").unwrap_err().code,
+            "token_invalid"
+        );
     }
 }

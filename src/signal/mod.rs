@@ -74,6 +74,8 @@ pub struct SignalContext {
     pub counter: Arc<ConnectionCounter>,
     pub next_conn: AtomicU64,
     pub draining: AtomicBool,
+    /// Flips to true once: every session says `bye` and closes.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
     limits: RwLock<Arc<SessionLimits>>,
     messages: Mutex<BTreeMap<&'static str, u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
@@ -87,10 +89,17 @@ impl SignalContext {
             counter: Arc::new(ConnectionCounter::default()),
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
+            shutdown: tokio::sync::watch::Sender::new(false),
             limits: RwLock::new(Arc::new(limits)),
             messages: Mutex::new(BTreeMap::new()),
             errors: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.shutdown.send_replace(true);
     }
 
     pub fn limits(&self) -> Arc<SessionLimits> {

@@ -97,10 +97,17 @@ pub struct Envelope {
 /// Parses one text frame. On failure, returns the id when one could be read so
 /// the error can still echo it.
 pub fn parse(text: &str) -> Result<Envelope, (Option<Value>, ProtoError)> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| (None, ProtoError::new("bad_json", format!("invalid JSON: {e}"))))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        (
+            None,
+            ProtoError::new("bad_json", format!("invalid JSON: {e}")),
+        )
+    })?;
     let Value::Object(obj) = value else {
-        return Err((None, ProtoError::new("bad_json", "a message must be a JSON object")));
+        return Err((
+            None,
+            ProtoError::new("bad_json", "a message must be a JSON object"),
+        ));
     };
     let id = match obj.get("id") {
         None | Some(Value::Null) => None,
@@ -274,8 +281,10 @@ mod tests {
         let e = parse(r#"{"type":"join","id":7,"room":"r1","name":" Ada "}"#).unwrap();
         assert_eq!(e.id, Some(json!(7)));
         assert!(matches!(e.msg, ClientMessage::Join { ref room, .. } if room == "r1"));
-        let e = parse(r#"{"type":"signal","to":"x","kind":"offer","payload":{"sdp":"v=0"},"from":"forged"}"#)
-            .unwrap();
+        let e = parse(
+            r#"{"type":"signal","to":"x","kind":"offer","payload":{"sdp":"v=0"},"from":"forged"}"#,
+        )
+        .unwrap();
         assert_eq!(
             e.msg,
             ClientMessage::Signal {
@@ -296,7 +305,10 @@ mod tests {
         assert_eq!(code(r#"{"type":"ping","v":2}"#), "unsupported_version");
         assert_eq!(code(r#"{"type":"join","room":5}"#), "bad_message");
         assert_eq!(code(r#"{"type":"signal","kind":"offer"}"#), "bad_message");
-        assert_eq!(code(r#"{"type":"signal","to":"a","kind":"x"}"#), "bad_message");
+        assert_eq!(
+            code(r#"{"type":"signal","to":"a","kind":"x"}"#),
+            "bad_message"
+        );
         assert_eq!(code(r#"{"type":"state","audio":"yes"}"#), "bad_message");
         let (re, _) = parse(r#"{"type":"nope","id":"abc"}"#).unwrap_err();
         assert_eq!(re, Some(json!("abc")));

@@ -150,7 +150,11 @@ impl Registry {
         };
         let others = inner.infos(room);
         inner.broadcast(room, None, &json!({"type": "peer.joined", "peer": info}));
-        inner.rooms.entry(room.to_owned()).or_default().push(peer_id.clone());
+        inner
+            .rooms
+            .entry(room.to_owned())
+            .or_default()
+            .push(peer_id.clone());
         inner.by_token.insert(resume_token.clone(), peer_id.clone());
         inner.peers.insert(
             peer_id.clone(),
@@ -289,8 +293,9 @@ impl Registry {
         if Some(&target.room) != room.as_ref() {
             return Err(unknown());
         }
-        let text = json!({"type": "signal", "from": from, "kind": kind.as_str(), "payload": payload})
-            .to_string();
+        let text =
+            json!({"type": "signal", "from": from, "kind": kind.as_str(), "payload": payload})
+                .to_string();
         match &target.conn {
             Some(conn) => deliver(conn, text),
             None => {
@@ -303,7 +308,13 @@ impl Registry {
         Ok(())
     }
 
-    pub fn set_state(&self, peer_id: &str, audio: Option<bool>, video: Option<bool>, screen: Option<bool>) {
+    pub fn set_state(
+        &self,
+        peer_id: &str,
+        audio: Option<bool>,
+        video: Option<bool>,
+        screen: Option<bool>,
+    ) {
         let mut inner = self.lock();
         let Some(peer) = inner.peers.get_mut(peer_id) else {
             return;

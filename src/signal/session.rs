@@ -19,6 +19,8 @@ use super::{SessionLimits, SignalContext};
 
 /// Consecutive rate-limited messages before the connection is closed.
 const ABUSE_STREAK: u32 = 50;
+/// When clients should reconnect after a shutdown: a restart takes seconds.
+const SHUTDOWN_RETRY_MS: u64 = 5_000;
 /// Credentials are pushed again at this fraction of their lifetime.
 const ICE_REFRESH_AT: f64 = 0.8;
 
@@ -95,6 +97,7 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
     let join_deadline = now + limits.join_timeout;
     let mut ever_joined = false;
     let mut last_seen = now;
+    let mut shutdown = ctx.shutdown.subscribe();
     loop {
         let ice_due = s.ice_due.unwrap_or(now);
         tokio::select! {
@@ -126,6 +129,10 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
             _ = tokio::time::sleep_until(ice_due), if s.ice_due.is_some() => {
                 s.push_credentials(&None);
             }
+            _ = shutdown.wait_for(|down| *down) => {
+                s.bye("shutdown", Some(SHUTDOWN_RETRY_MS));
+                break;
+            }
             _ = s.kill.notified() => {
                 // Either a takeover (the registry already moved the peer to the
                 // new connection) or a full send queue.
@@ -139,7 +146,10 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
     // The writer ends once the queue drains; a client that stopped reading
     // could hold it forever, so it gets a moment and no more.
     let abort = writer.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
         abort.abort();
     }
     drop(slot);
@@ -157,9 +167,9 @@ impl Session {
     }
 
     fn bye(&self, reason: &str, retry_after_ms: Option<u64>) {
-        let _ = self
-            .tx
-            .try_send(Outbound::Text(protocol::bye(reason, retry_after_ms).to_string()));
+        let _ = self.tx.try_send(Outbound::Text(
+            protocol::bye(reason, retry_after_ms).to_string(),
+        ));
         let _ = self.tx.try_send(Outbound::Close(1000, reason.to_owned()));
     }
 
@@ -173,7 +183,10 @@ impl Session {
             return flow;
         }
         self.error(
-            &ProtoError::new("binary_unsupported", "binary frames are not part of the protocol"),
+            &ProtoError::new(
+                "binary_unsupported",
+                "binary frames are not part of the protocol",
+            ),
             &None,
         );
         Flow::Continue
@@ -282,7 +295,10 @@ impl Session {
         resume: Option<String>,
     ) -> Result<Joined, ProtoError> {
         if self.peer.is_some() {
-            return Err(ProtoError::new("already_joined", "already in a room; leave first"));
+            return Err(ProtoError::new(
+                "already_joined",
+                "already in a room; leave first",
+            ));
         }
         if self.ctx.draining.load(Ordering::Relaxed) {
             return Err(ProtoError::new("draining", "the server is shutting down"));
@@ -355,7 +371,8 @@ impl Session {
     }
 
     fn schedule_ice(&mut self, ttl: u64) {
-        let after = Duration::from_secs_f64(ttl as f64 * ICE_REFRESH_AT).max(Duration::from_secs(1));
+        let after =
+            Duration::from_secs_f64(ttl as f64 * ICE_REFRESH_AT).max(Duration::from_secs(1));
         self.ice_due = Some(Instant::now() + after);
     }
 

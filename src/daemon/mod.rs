@@ -1,86 +1,28 @@
-//! `natbridge serve`: turns a validated configuration into running listeners,
-//! and handles the signals an operator sends.
+//! `natbridge serve`: turns a validated configuration into running listeners
+//! (TURN workers, the HTTP listener) and applies reloads.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::config::{Config, IpSetting};
+use crate::config::Config;
 use crate::creds::Secrets;
 use crate::http::{ApiSettings, AppState};
+use crate::net::udp::{self, Control, StatsBoard, Worker};
 use crate::signal::ice::{IceIssuer, IceSettings, now_unix};
 use crate::signal::limits::PerIpRate;
 use crate::signal::rooms::{Registry, Revoke};
 use crate::signal::{SessionLimits, SignalContext};
-use crate::net::udp::{self, Control, StatsBoard, Worker};
-use crate::turn::policy::{PeerPolicy, PeerVerdict};
+use crate::turn::policy::PeerPolicy;
 use crate::turn::{CoreConfig, SharedState};
 
-/// The relay and advertised addresses after "auto" is resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RelayAddrs {
-    pub v4: (IpAddr, IpAddr),
-    pub v6: Option<(IpAddr, IpAddr)>,
-}
+mod addrs;
+mod run;
 
-/// Resolves `relay_ip`, `relay_ipv6` and the external addresses.
-pub fn resolve_relay_addrs(cfg: &Config) -> RelayAddrs {
-    let t = &cfg.turn;
-    let bind_v4 = match t.relay_ip {
-        IpSetting::Ip(ip) => ip,
-        _ => auto_ipv4(&t.listen),
-    };
-    let bind_v6 = match t.relay_ipv6 {
-        IpSetting::Ip(ip) => Some(ip),
-        IpSetting::Auto => auto_ipv6(&t.listen),
-        IpSetting::None => None,
-    };
-    let ext_v4 = match t.external_ip {
-        IpSetting::Ip(ip) => ip,
-        _ => bind_v4,
-    };
-    RelayAddrs {
-        v4: (bind_v4, ext_v4),
-        v6: bind_v6.map(|b| match t.external_ipv6 {
-            IpSetting::Ip(ip) => (b, ip),
-            _ => (b, b),
-        }),
-    }
-}
-
-fn auto_ipv4(listen: &[SocketAddr]) -> IpAddr {
-    if let Some(ip) = listen
-        .iter()
-        .map(|a| a.ip())
-        .find(|ip| ip.is_ipv4() && !ip.is_unspecified())
-    {
-        return ip;
-    }
-    if let Ok(ifaces) = if_addrs::get_if_addrs()
-        && let Some(i) = ifaces.iter().find(|i| !i.is_loopback() && i.ip().is_ipv4())
-    {
-        return i.ip();
-    }
-    IpAddr::V4(Ipv4Addr::LOCALHOST)
-}
-
-fn auto_ipv6(listen: &[SocketAddr]) -> Option<IpAddr> {
-    if let Some(ip) = listen
-        .iter()
-        .map(|a| a.ip())
-        .find(|ip| ip.is_ipv6() && !ip.is_unspecified())
-    {
-        return Some(ip);
-    }
-    let ifaces = if_addrs::get_if_addrs().ok()?;
-    ifaces.iter().map(|i| i.ip()).find(|ip| match ip {
-        IpAddr::V6(v6) => !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80,
-        IpAddr::V4(_) => false,
-    })
-}
+use addrs::announce;
+pub use addrs::{RelayAddrs, resolve_relay_addrs};
+pub use run::{LogReload, serve};
 
 /// The secrets to use: configured, or a random one that dies with the process.
 pub fn secrets_of(cfg: &Config) -> Result<(Secrets, bool)> {
@@ -122,24 +64,6 @@ pub fn core_config(cfg: &Config, relay: RelayAddrs, secrets: Secrets) -> CoreCon
     }
 }
 
-/// Says what clients will be told, and warns when peers on the Internet could
-/// not reach it: the most common reason relay candidates "don't work".
-fn announce(relay: &RelayAddrs) {
-    let mut list = vec![relay.v4];
-    list.extend(relay.v6);
-    let check = PeerPolicy::new(&[], &[], false, vec![], (1, 1));
-    for (bind, adv) in list {
-        tracing::info!(relay_bind = %bind, advertised = %adv, "relay addresses");
-        if !matches!(check.check_ip(adv), PeerVerdict::Allowed) {
-            tracing::warn!(
-                advertised = %adv,
-                "the advertised relay address is private or loopback: only clients on this \
-                 network can use these relays; set turn.external_ip to the public address"
-            );
-        }
-    }
-}
-
 pub fn worker_count(cfg: &Config) -> usize {
     match cfg.turn.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -154,6 +78,11 @@ pub struct Daemon {
     random_secret: Option<Secrets>,
     pub http: AppState,
     http_listener: Option<std::net::TcpListener>,
+}
+
+/// A separate address for /metrics, when configured.
+fn metrics_addr(cfg: &Config) -> Option<std::net::SocketAddr> {
+    cfg.metrics.listen.parse().ok()
 }
 
 fn ice_settings(cfg: &Config, secrets: Secrets) -> IceSettings {
@@ -194,7 +123,7 @@ impl Daemon {
         let http_listener = std::net::TcpListener::bind(cfg.http.listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .with_context(|| format!("cannot bind HTTP {}", cfg.http.listen))?;
-        let board: StatsBoard = Arc::new(Mutex::new(Vec::new()));
+        let board: StatsBoard = Arc::new(Mutex::new(vec![None; n]));
         let mut workers = Vec::with_capacity(n);
         for (i, socks) in sockets.into_iter().enumerate() {
             workers.push(
@@ -220,6 +149,8 @@ impl Daemon {
         ));
         let http = AppState {
             signal,
+            turn_stats: board.clone(),
+            metrics_on_http: cfg.metrics.listen == "http",
             api: Arc::new(RwLock::new(Arc::new(api_settings(cfg)))),
             api_rate: Arc::new(PerIpRate::default()),
         };
@@ -260,8 +191,40 @@ impl Daemon {
         Ok(())
     }
 
+    /// Starts serving HTTP (and metrics on their own address when asked).
+    pub async fn spawn_http(&mut self, cfg: &Config) -> Result<()> {
+        let state = self.http.clone();
+        if let Some(listener) = self.http_listener.take() {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::http::serve(listener, state).await {
+                    tracing::error!(error = %e, "HTTP listener failed");
+                }
+            });
+        }
+        if let Some(addr) = metrics_addr(cfg) {
+            let listener = crate::http::bind(addr).await?;
+            tokio::spawn(async move {
+                let app = crate::http::metrics_router(state);
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
+        Ok(())
+    }
+
     pub fn relay(&self) -> RelayAddrs {
         self.relay
+    }
+
+    /// Stop taking allocations and joins; tell signaling clients to go.
+    pub fn drain(&self) {
+        for w in &self.workers {
+            let _ = w.control.send(Control::Drain);
+        }
+        self.http.signal.start_draining();
     }
 
     pub fn shutdown(self) {
@@ -272,41 +235,4 @@ impl Daemon {
             let _ = w.thread.join();
         }
     }
-}
-
-/// Runs until SIGTERM or SIGINT; SIGHUP reloads the file.
-pub async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut daemon = Daemon::start(&cfg)?;
-    if let Some(listener) = daemon.http_listener.take() {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let state = daemon.http.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::http::serve(listener, state).await {
-                tracing::error!(error = %e, "HTTP listener failed");
-            }
-        });
-    }
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
-                let Some(path) = &path else {
-                    tracing::warn!("SIGHUP: running on built-in defaults, nothing to reload");
-                    continue;
-                };
-                match Config::load(path).map_err(anyhow::Error::from).and_then(|c| daemon.reconfigure(&c)) {
-                    Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
-                    Err(e) => tracing::error!(error = %e, "reload refused; the previous configuration stays"),
-                }
-            }
-        }
-    }
-    tracing::info!("stopping");
-    tokio::task::spawn_blocking(move || daemon.shutdown()).await?;
-    Ok(())
 }

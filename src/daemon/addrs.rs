@@ -1,0 +1,88 @@
+//! Which addresses relays bind to and advertise, with "auto" resolved, and the
+//! start-up check that says what clients will be told.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::config::{Config, IpSetting};
+use crate::turn::policy::{PeerPolicy, PeerVerdict};
+
+/// The relay and advertised addresses after "auto" is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayAddrs {
+    pub v4: (IpAddr, IpAddr),
+    pub v6: Option<(IpAddr, IpAddr)>,
+}
+
+/// Resolves `relay_ip`, `relay_ipv6` and the external addresses.
+pub fn resolve_relay_addrs(cfg: &Config) -> RelayAddrs {
+    let t = &cfg.turn;
+    let bind_v4 = match t.relay_ip {
+        IpSetting::Ip(ip) => ip,
+        _ => auto_ipv4(&t.listen),
+    };
+    let bind_v6 = match t.relay_ipv6 {
+        IpSetting::Ip(ip) => Some(ip),
+        IpSetting::Auto => auto_ipv6(&t.listen),
+        IpSetting::None => None,
+    };
+    let ext_v4 = match t.external_ip {
+        IpSetting::Ip(ip) => ip,
+        _ => bind_v4,
+    };
+    RelayAddrs {
+        v4: (bind_v4, ext_v4),
+        v6: bind_v6.map(|b| match t.external_ipv6 {
+            IpSetting::Ip(ip) => (b, ip),
+            _ => (b, b),
+        }),
+    }
+}
+
+fn auto_ipv4(listen: &[SocketAddr]) -> IpAddr {
+    if let Some(ip) = listen
+        .iter()
+        .map(|a| a.ip())
+        .find(|ip| ip.is_ipv4() && !ip.is_unspecified())
+    {
+        return ip;
+    }
+    if let Ok(ifaces) = if_addrs::get_if_addrs()
+        && let Some(i) = ifaces.iter().find(|i| !i.is_loopback() && i.ip().is_ipv4())
+    {
+        return i.ip();
+    }
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+fn auto_ipv6(listen: &[SocketAddr]) -> Option<IpAddr> {
+    if let Some(ip) = listen
+        .iter()
+        .map(|a| a.ip())
+        .find(|ip| ip.is_ipv6() && !ip.is_unspecified())
+    {
+        return Some(ip);
+    }
+    let ifaces = if_addrs::get_if_addrs().ok()?;
+    ifaces.iter().map(|i| i.ip()).find(|ip| match ip {
+        IpAddr::V6(v6) => !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80,
+        IpAddr::V4(_) => false,
+    })
+}
+
+/// Says what clients will be told, and warns when peers on the Internet could
+/// not reach it: the most common reason relay candidates "don't work".
+pub(super) fn announce(relay: &RelayAddrs) {
+    let mut list = vec![relay.v4];
+    list.extend(relay.v6);
+    let check = PeerPolicy::new(&[], &[], false, vec![], (1, 1));
+    for (bind, adv) in list {
+        tracing::info!(relay_bind = %bind, advertised = %adv, "relay addresses");
+        if !matches!(check.check_ip(adv), PeerVerdict::Allowed) {
+            tracing::warn!(
+                advertised = %adv,
+                "the advertised relay address is private or loopback: only clients on this \
+                 network can use these relays; set turn.external_ip to the public address"
+            );
+        }
+    }
+}

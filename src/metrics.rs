@@ -1,0 +1,203 @@
+//! `/metrics` in the Prometheus text format. Labels come from small fixed sets
+//! (reasons, directions, message types, error codes); usernames, rooms and
+//! addresses never become labels, so the series count cannot grow with use.
+
+use std::fmt::Write;
+
+use crate::signal::SignalContext;
+use crate::turn::stats::{AuthFailure, Stats};
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", escape(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: u64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(turn: &Stats, signal: &SignalContext, draining: bool) -> String {
+    let mut o = Out(String::with_capacity(4096));
+    o.family("natbridge_build_info", "gauge", "Build information.");
+    o.sample(
+        "natbridge_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    o.single(
+        "natbridge_draining",
+        "gauge",
+        "1 while the daemon drains before exiting.",
+        u64::from(draining),
+    );
+    o.single(
+        "natbridge_turn_allocations_active",
+        "gauge",
+        "TURN allocations currently active.",
+        turn.allocations_active,
+    );
+    o.single(
+        "natbridge_turn_allocations_created_total",
+        "counter",
+        "TURN allocations created.",
+        turn.allocations_created,
+    );
+    o.single(
+        "natbridge_turn_allocation_failures_total",
+        "counter",
+        "Authenticated Allocate requests refused (quota, capacity, bad request).",
+        turn.allocation_failures,
+    );
+    o.family(
+        "natbridge_turn_auth_failures_total",
+        "counter",
+        "Requests refused with 401, by reason.",
+    );
+    for why in AuthFailure::ALL {
+        o.sample(
+            "natbridge_turn_auth_failures_total",
+            &[("reason", why.as_str())],
+            turn.auth_failures_for(why),
+        );
+    }
+    o.single(
+        "natbridge_turn_stale_nonces_total",
+        "counter",
+        "Requests answered 438 (stale or foreign nonce).",
+        turn.stale_nonces,
+    );
+    o.family(
+        "natbridge_turn_peer_refusals_total",
+        "counter",
+        "Peers refused by the peer policy: 403 on CreatePermission/ChannelBind, dropped Send indications.",
+    );
+    o.sample(
+        "natbridge_turn_peer_refusals_total",
+        &[("on", "permission")],
+        turn.permission_denied,
+    );
+    o.sample(
+        "natbridge_turn_peer_refusals_total",
+        &[("on", "send")],
+        turn.send_denied,
+    );
+    o.family(
+        "natbridge_turn_dropped_packets_total",
+        "counter",
+        "Datagrams dropped, by reason.",
+    );
+    o.sample(
+        "natbridge_turn_dropped_packets_total",
+        &[("reason", "no_permission")],
+        turn.no_permission_drops,
+    );
+    o.sample(
+        "natbridge_turn_dropped_packets_total",
+        &[("reason", "malformed")],
+        turn.malformed,
+    );
+    o.single(
+        "natbridge_turn_channel_binds_total",
+        "counter",
+        "Successful ChannelBind requests (new and refreshed).",
+        turn.channels_bound,
+    );
+    o.single(
+        "natbridge_stun_binding_requests_total",
+        "counter",
+        "STUN Binding requests answered.",
+        turn.bindings,
+    );
+    o.family(
+        "natbridge_turn_relayed_packets_total",
+        "counter",
+        "Packets relayed, by direction and client transport.",
+    );
+    o.sample(
+        "natbridge_turn_relayed_packets_total",
+        &[("direction", "to_peer"), ("transport", "udp")],
+        turn.packets_to_peer,
+    );
+    o.sample(
+        "natbridge_turn_relayed_packets_total",
+        &[("direction", "to_client"), ("transport", "udp")],
+        turn.packets_to_client,
+    );
+    o.family(
+        "natbridge_turn_relayed_bytes_total",
+        "counter",
+        "Payload bytes relayed, by direction and client transport.",
+    );
+    o.sample(
+        "natbridge_turn_relayed_bytes_total",
+        &[("direction", "to_peer"), ("transport", "udp")],
+        turn.bytes_to_peer,
+    );
+    o.sample(
+        "natbridge_turn_relayed_bytes_total",
+        &[("direction", "to_client"), ("transport", "udp")],
+        turn.bytes_to_client,
+    );
+    let (rooms, peers) = signal.registry.counts();
+    o.single(
+        "natbridge_signaling_rooms",
+        "gauge",
+        "Rooms with at least one peer.",
+        rooms as u64,
+    );
+    o.single(
+        "natbridge_signaling_peers",
+        "gauge",
+        "Peers in rooms (including those within their resume grace period).",
+        peers as u64,
+    );
+    o.single(
+        "natbridge_signaling_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        u64::from(signal.counter.total()),
+    );
+    o.family(
+        "natbridge_signaling_messages_total",
+        "counter",
+        "Signaling messages received, by type.",
+    );
+    for (typ, n) in signal.message_counts() {
+        o.sample("natbridge_signaling_messages_total", &[("type", typ)], n);
+    }
+    o.family(
+        "natbridge_signaling_errors_total",
+        "counter",
+        "Signaling errors sent, by code.",
+    );
+    for (code, n) in signal.error_counts() {
+        o.sample("natbridge_signaling_errors_total", &[("code", code)], n);
+    }
+    o.0
+}
