@@ -26,14 +26,18 @@ pub fn public_host(cfg: &Config) -> String {
 }
 
 /// The STUN and TURN URLs clients should use, in the order browsers should try
-/// them.
+/// them: UDP, then TCP, then TLS (the last resort through strict firewalls).
 pub fn ice_urls(cfg: &Config) -> (Vec<String>, Vec<String>) {
     let host = url_host(&public_host(cfg));
     let port = cfg.turn.listen.first().map_or(3478, |a| a.port());
-    (
-        vec![format!("stun:{host}:{port}")],
-        vec![format!("turn:{host}:{port}?transport=udp")],
-    )
+    let mut turn = vec![format!("turn:{host}:{port}?transport=udp")];
+    if cfg.turn.tcp {
+        turn.push(format!("turn:{host}:{port}?transport=tcp"));
+    }
+    if let Some(tls) = cfg.turn.tls_listen.first() {
+        turn.push(format!("turns:{host}:{}?transport=tcp", tls.port()));
+    }
+    (vec![format!("stun:{host}:{port}")], turn)
 }
 
 pub fn creds_json(cfg: &Config, user: &str, ttl: Option<u64>) -> Result<String> {

@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod signal;
+pub mod tls;
 pub mod turn;

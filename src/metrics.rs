@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use crate::signal::SignalContext;
+use crate::turn::Transport;
 use crate::turn::stats::{AuthFailure, Stats};
 
 struct Out(String);
@@ -134,36 +135,35 @@ pub fn render(turn: &Stats, signal: &SignalContext, draining: bool) -> String {
         "STUN Binding requests answered.",
         turn.bindings,
     );
-    o.family(
-        "natbridge_turn_relayed_packets_total",
-        "counter",
-        "Packets relayed, by direction and client transport.",
-    );
-    o.sample(
-        "natbridge_turn_relayed_packets_total",
-        &[("direction", "to_peer"), ("transport", "udp")],
-        turn.packets_to_peer,
-    );
-    o.sample(
-        "natbridge_turn_relayed_packets_total",
-        &[("direction", "to_client"), ("transport", "udp")],
-        turn.packets_to_client,
-    );
-    o.family(
-        "natbridge_turn_relayed_bytes_total",
-        "counter",
-        "Payload bytes relayed, by direction and client transport.",
-    );
-    o.sample(
-        "natbridge_turn_relayed_bytes_total",
-        &[("direction", "to_peer"), ("transport", "udp")],
-        turn.bytes_to_peer,
-    );
-    o.sample(
-        "natbridge_turn_relayed_bytes_total",
-        &[("direction", "to_client"), ("transport", "udp")],
-        turn.bytes_to_client,
-    );
+    for (name, help, to_peer, to_client) in [
+        (
+            "natbridge_turn_relayed_packets_total",
+            "Packets relayed, by direction and client transport.",
+            &turn.packets_to_peer,
+            &turn.packets_to_client,
+        ),
+        (
+            "natbridge_turn_relayed_bytes_total",
+            "Payload bytes relayed, by direction and client transport.",
+            &turn.bytes_to_peer,
+            &turn.bytes_to_client,
+        ),
+    ] {
+        o.family(name, "counter", help);
+        for t in Transport::ALL {
+            let transport = t.as_str();
+            o.sample(
+                name,
+                &[("direction", "to_peer"), ("transport", transport)],
+                to_peer[t.index()],
+            );
+            o.sample(
+                name,
+                &[("direction", "to_client"), ("transport", transport)],
+                to_client[t.index()],
+            );
+        }
+    }
     let (rooms, peers) = signal.registry.counts();
     o.single(
         "natbridge_signaling_rooms",

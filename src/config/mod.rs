@@ -1,6 +1,6 @@
 //! The daemon's configuration: a TOML file with the sections `[turn]`,
-//! `[auth]`, `[peers]`, `[log]`, `[http]`, `[signaling]`, `[service]` and
-//! `[metrics]`.
+//! `[auth]`, `[peers]`, `[log]`, `[http]`, `[tls]`, `[signaling]`,
+//! `[service]` and `[metrics]`.
 //!
 //! The annotated `config.toml` at the repository root is compiled in and is
 //! the built-in default, so the documentation a sysadmin reads and the values
@@ -44,6 +44,7 @@ pub struct Config {
     pub peers: PeerSection,
     pub log: LogSection,
     pub http: HttpSection,
+    pub tls: TlsSection,
     pub signaling: SignalingSection,
     pub service: ServiceSection,
     pub metrics: MetricsSection,
@@ -81,6 +82,25 @@ pub struct TurnSection {
     pub max_permissions: u32,
     /// Channel bindings per allocation.
     pub max_channels: u32,
+    /// TURN over TCP (RFC 8656) on every `listen` address as well: the same
+    /// IP and port, TCP.
+    pub tcp: bool,
+    /// TURN over TLS (`turns:`) listen addresses; non-empty needs `[tls]`.
+    /// Validation guarantees none clashes with another TCP listener.
+    #[serde(with = "values::socket_addr_list")]
+    pub tls_listen: Vec<SocketAddr>,
+    /// TCP and TLS client connections held at once, in all.
+    pub max_stream_connections: u32,
+    /// TCP and TLS client connections from one client IP address.
+    pub max_stream_connections_per_ip: u32,
+    /// Seconds a TLS client has to complete its handshake.
+    pub tls_handshake_timeout: u64,
+    /// Seconds a TCP or TLS connection may stay without an allocation after
+    /// connecting before it is closed.
+    pub stream_idle_timeout: u64,
+    /// Frames queued for sending per TCP or TLS connection; a client that
+    /// does not read is dropped when it is full.
+    pub stream_send_queue: u32,
 }
 
 // Debug is written by hand so that printing a configuration never leaks the
@@ -145,6 +165,25 @@ pub struct HttpSection {
     pub admin_token: String,
     /// Per client IP, for `/api/ice-servers`.
     pub api_requests_per_minute: u32,
+    /// Serve HTTPS and WSS on `listen`, with the `[tls]` certificate.
+    pub tls: bool,
+    /// Empty: off. Otherwise an `IP:PORT` (port not 0; only with `tls`)
+    /// where plain HTTP requests are redirected to `https://`; validation
+    /// guarantees it parses as a `SocketAddr` and clashes with no other TCP
+    /// listener.
+    pub redirect_listen: String,
+}
+
+/// The certificate shared by TURN over TLS and HTTPS; the daemon reloads the
+/// files on SIGHUP. Validation only checks that both paths or neither are
+/// given: the daemon reads the files and reports their errors itself.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM file with the certificate chain, leaf first; empty: no TLS.
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1); empty: no TLS.
+    pub key: String,
 }
 
 /// WebSocket signaling: rooms, access and per-connection limits.
@@ -224,6 +263,13 @@ impl Default for TurnSection {
             max_allocations: 10000,
             max_permissions: 64,
             max_channels: 128,
+            tcp: true,
+            tls_listen: Vec::new(),
+            max_stream_connections: 10000,
+            max_stream_connections_per_ip: 64,
+            tls_handshake_timeout: 10,
+            stream_idle_timeout: 30,
+            stream_send_queue: 512,
         }
     }
 }
@@ -269,6 +315,8 @@ impl Default for HttpSection {
             api_keys: Vec::new(),
             admin_token: String::new(),
             api_requests_per_minute: 60,
+            tls: false,
+            redirect_listen: String::new(),
         }
     }
 }
@@ -322,6 +370,8 @@ impl std::fmt::Debug for HttpSection {
             )
             .field("admin_token", &redacted_str(&self.admin_token))
             .field("api_requests_per_minute", &self.api_requests_per_minute)
+            .field("tls", &self.tls)
+            .field("redirect_listen", &self.redirect_listen)
             .finish()
     }
 }
@@ -362,6 +412,7 @@ impl Config {
             peers: PeerSection::default(),
             log: LogSection::default(),
             http: HttpSection::default(),
+            tls: TlsSection::default(),
             signaling: SignalingSection::default(),
             service: ServiceSection::default(),
             metrics: MetricsSection::default(),
@@ -417,7 +468,8 @@ impl Config {
     /// [`Config::to_toml`] with every secret (auth.secrets, http.api_keys,
     /// http.admin_token, signaling.jwt_secret) replaced by a placeholder, for
     /// printing to a terminal or a log. Empty strings stay empty, since they
-    /// mean "off"; the result still parses.
+    /// mean "off"; the result still parses. The `[tls]` paths are shown: they
+    /// name the key file, they do not hold it.
     pub fn to_toml_redacted(&self) -> String {
         let mut shown = self.clone();
         let secrets = shown.auth.secrets.iter_mut().flatten();

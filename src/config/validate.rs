@@ -2,7 +2,7 @@
 
 use super::{
     AuthSection, Config, HttpSection, IpSetting, LogSection, MetricsSection, ServiceSection,
-    SignalingSection, TurnSection,
+    SignalingSection, TlsSection, TurnSection,
 };
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -59,14 +59,17 @@ impl Config {
         check_auth(&self.auth)?;
         check_log(&self.log)?;
         check_http(&self.http)?;
+        check_tls(&self.tls, &self.turn, &self.http)?;
         check_signaling(&self.signaling)?;
         check_service(&self.service)?;
-        check_metrics(&self.metrics, &self.http)
+        check_metrics(&self.metrics, &self.http)?;
+        check_tcp_listeners(self)
     }
 }
 
 fn check_turn(turn: &TurnSection) -> Checked {
     check_listen(turn)?;
+    check_socket_list("turn.tls_listen", &turn.tls_listen, "usually 5349 or 443")?;
     check_realm(&turn.realm)?;
     check_addresses(turn)?;
     check_port_range(turn)?;
@@ -99,7 +102,7 @@ fn check_turn(turn: &TurnSection) -> Checked {
             ),
         ));
     }
-    Ok(())
+    check_streams(turn)
 }
 
 fn check_listen(turn: &TurnSection) -> Checked {
@@ -110,20 +113,66 @@ fn check_listen(turn: &TurnSection) -> Checked {
             r#"no listen address; give at least one, e.g. ["0.0.0.0:3478"]"#,
         ));
     }
+    check_socket_list(KEY, &turn.listen, "usually 3478")
+}
+
+/// No port 0 and no address twice; `usual` names the customary ports.
+fn check_socket_list(key: &'static str, list: &[SocketAddr], usual: &str) -> Checked {
     let mut seen = HashSet::new();
-    for (index, addr) in turn.listen.iter().enumerate() {
+    for (index, addr) in list.iter().enumerate() {
         if addr.port() == 0 {
             return Err(Problem::new(
-                KEY,
-                format!("{addr}: port 0 is not allowed; clients need a fixed port (usually 3478)"),
+                key,
+                format!("{addr}: port 0 is not allowed; clients need a fixed port ({usual})"),
             )
             .at_element(index));
         }
         if !seen.insert(addr) {
-            return Err(Problem::new(KEY, format!("{addr} is listed twice")).at_element(index));
+            return Err(Problem::new(key, format!("{addr} is listed twice")).at_element(index));
         }
     }
     Ok(())
+}
+
+/// The limits of TURN over TCP and TLS.
+fn check_streams(turn: &TurnSection) -> Checked {
+    for (key, value) in [
+        ("turn.max_stream_connections", turn.max_stream_connections),
+        (
+            "turn.max_stream_connections_per_ip",
+            turn.max_stream_connections_per_ip,
+        ),
+    ] {
+        check_range(key, value.into(), 1..=u64::MAX, "")?;
+    }
+    if turn.max_stream_connections_per_ip > turn.max_stream_connections {
+        return Err(Problem::new(
+            "turn.max_stream_connections_per_ip",
+            format!(
+                "max_stream_connections_per_ip ({}) must not exceed max_stream_connections ({})",
+                turn.max_stream_connections_per_ip, turn.max_stream_connections
+            ),
+        )
+        .conflicting_with("turn.max_stream_connections"));
+    }
+    check_range(
+        "turn.tls_handshake_timeout",
+        turn.tls_handshake_timeout,
+        1..=120,
+        " seconds",
+    )?;
+    check_range(
+        "turn.stream_idle_timeout",
+        turn.stream_idle_timeout,
+        1..=3600,
+        " seconds",
+    )?;
+    check_range(
+        "turn.stream_send_queue",
+        turn.stream_send_queue.into(),
+        8..=65536,
+        " frames",
+    )
 }
 
 fn check_realm(realm: &str) -> Checked {
@@ -392,7 +441,73 @@ fn check_http(http: &HttpSection) -> Checked {
         http.api_requests_per_minute.into(),
         1..=u64::MAX,
         "",
-    )
+    )?;
+    check_redirect_listen(http)
+}
+
+fn check_redirect_listen(http: &HttpSection) -> Checked {
+    const KEY: &str = "http.redirect_listen";
+    let listen = http.redirect_listen.as_str();
+    let problem = |reason: &str| {
+        Err(Problem::new(
+            KEY,
+            format!(r#"invalid redirect_listen "{listen}": {reason}"#),
+        ))
+    };
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let Ok(addr) = listen.parse::<SocketAddr>() else {
+        return problem(r#"expected "" (off) or IP:PORT such as "0.0.0.0:80" or "[::]:80""#);
+    };
+    if addr.port() == 0 {
+        return problem("port 0 is not allowed; browsers need a fixed port (usually 80)");
+    }
+    if !http.tls {
+        return Err(Problem::new(
+            KEY,
+            "redirect_listen sends browsers to https://, which needs http.tls = true",
+        )
+        .conflicting_with("http.tls"));
+    }
+    Ok(())
+}
+
+/// Both paths or neither; and both wherever TLS is served. The files are
+/// not read here: the daemon loads them, at start and on SIGHUP, and
+/// reports their errors itself.
+fn check_tls(tls: &TlsSection, turn: &TurnSection, http: &HttpSection) -> Checked {
+    match (tls.cert.is_empty(), tls.key.is_empty()) {
+        (false, true) => {
+            return Err(Problem::new(
+                "tls.key",
+                "tls.cert is set but tls.key is empty; set both (the certificate chain and its private key) or neither",
+            )
+            .conflicting_with("tls.cert"));
+        }
+        (true, false) => {
+            return Err(Problem::new(
+                "tls.cert",
+                "tls.key is set but tls.cert is empty; set both (the certificate chain and its private key) or neither",
+            )
+            .conflicting_with("tls.key"));
+        }
+        (false, false) => return Ok(()),
+        (true, true) => {}
+    }
+    if !turn.tls_listen.is_empty() {
+        return Err(Problem::new(
+            "turn.tls_listen",
+            "TURN over TLS needs a certificate: set tls.cert and tls.key",
+        ));
+    }
+    if http.tls {
+        return Err(Problem::new(
+            "http.tls",
+            "HTTPS needs a certificate: set tls.cert and tls.key",
+        ));
+    }
+    Ok(())
 }
 
 /// A key or token clients send in a URL or an `Authorization: Bearer`
@@ -681,16 +796,109 @@ fn check_metrics(metrics: &MetricsSection, http: &HttpSection) -> Checked {
             "port 0 is not allowed; Prometheus needs a fixed port (e.g. 9100)".to_owned(),
         );
     }
-    // Both are TCP listeners: the same port on overlapping addresses cannot
-    // be bound twice.
-    let overlaps = addr.ip() == http.listen.ip()
-        || addr.ip().is_unspecified()
-        || http.listen.ip().is_unspecified();
-    if addr.port() == http.listen.port() && overlaps {
+    if tcp_clash(addr, http.listen) {
         return problem(format!(
             r#"clashes with http.listen ({}); use "http" to serve /metrics there, or another port"#,
             http.listen
         ));
+    }
+    Ok(())
+}
+
+/// Whether two TCP listeners would fight over a port: the same port on the
+/// same IP, or on any IP when either is a wildcard (of either family, since
+/// a `[::]` socket may take IPv4 too).
+fn tcp_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    let overlaps = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+    a.port() == b.port() && overlaps
+}
+
+/// A TCP listen address and the key (and array element) it comes from.
+struct TcpListener {
+    key: &'static str,
+    element: Option<usize>,
+    addr: SocketAddr,
+}
+
+/// Every TCP listener the configuration asks for, in the order of the file.
+/// The string-valued ones are left out unless they hold an address, which
+/// the section checks have already made sure of.
+fn tcp_listeners(config: &Config) -> Vec<TcpListener> {
+    let turn = &config.turn;
+    let udp_and_tcp = if turn.tcp {
+        turn.listen.as_slice()
+    } else {
+        &[]
+    };
+    let lists = [
+        ("turn.listen", udp_and_tcp),
+        ("turn.tls_listen", turn.tls_listen.as_slice()),
+    ];
+    let mut listeners: Vec<TcpListener> = lists
+        .into_iter()
+        .flat_map(|(key, list)| {
+            list.iter()
+                .enumerate()
+                .map(move |(index, &addr)| TcpListener {
+                    key,
+                    element: Some(index),
+                    addr,
+                })
+        })
+        .collect();
+    listeners.push(TcpListener {
+        key: "http.listen",
+        element: None,
+        addr: config.http.listen,
+    });
+    let strings = [
+        ("http.redirect_listen", &config.http.redirect_listen),
+        ("metrics.listen", &config.metrics.listen),
+    ];
+    for (key, text) in strings {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            listeners.push(TcpListener {
+                key,
+                element: None,
+                addr,
+            });
+        }
+    }
+    listeners
+}
+
+/// No two TCP listeners of different keys may overlap. Within one list only
+/// exact duplicates are refused (by the section checks), so that
+/// `["0.0.0.0:3478", "[::]:3478"]` stays a dual-stack setup.
+fn check_tcp_listeners(config: &Config) -> Checked {
+    let listeners = tcp_listeners(config);
+    for (index, later) in listeners.iter().enumerate() {
+        let Some(earlier) = listeners[..index]
+            .iter()
+            .find(|earlier| earlier.key != later.key && tcp_clash(earlier.addr, later.addr))
+        else {
+            continue;
+        };
+        let hint = if earlier.key == "turn.listen" {
+            "turn.tcp = true serves TURN over TCP on every turn.listen address too; use another port, or set turn.tcp = false"
+        } else {
+            "use another port"
+        };
+        let mut problem = Problem::new(
+            later.key,
+            format!(
+                "{} clashes with {} ({}): both would listen on TCP port {}; {hint}",
+                later.addr,
+                earlier.key,
+                earlier.addr,
+                later.addr.port()
+            ),
+        )
+        .conflicting_with(earlier.key);
+        if let Some(element) = later.element {
+            problem = problem.at_element(element);
+        }
+        return Err(problem);
     }
     Ok(())
 }

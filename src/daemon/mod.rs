@@ -9,11 +9,14 @@ use anyhow::{Context, Result, anyhow};
 use crate::config::Config;
 use crate::creds::Secrets;
 use crate::http::{ApiSettings, AppState};
-use crate::net::udp::{self, Control, StatsBoard, Worker};
+use crate::net::stream::{StreamSettings, reuseport_tcp};
+use crate::net::udp::{self, Control, StatsBoard, Worker, WorkerSetup};
 use crate::signal::ice::{IceIssuer, IceSettings, now_unix};
+use crate::signal::limits::ConnectionCounter;
 use crate::signal::limits::PerIpRate;
 use crate::signal::rooms::{Registry, Revoke};
 use crate::signal::{SessionLimits, SignalContext};
+use crate::tls::CertStore;
 use crate::turn::policy::PeerPolicy;
 use crate::turn::{CoreConfig, SharedState};
 
@@ -78,6 +81,31 @@ pub struct Daemon {
     random_secret: Option<Secrets>,
     pub http: AppState,
     http_listener: Option<std::net::TcpListener>,
+    /// Certificates for turns: and HTTPS; reloaded on SIGHUP.
+    certs: Option<Arc<CertStore>>,
+}
+
+/// `workers` SO_REUSEPORT listeners on every address, one set per worker.
+fn bind_tcp(
+    addrs: &[std::net::SocketAddr],
+    workers: usize,
+) -> Result<Vec<Vec<std::net::TcpListener>>> {
+    (0..workers)
+        .map(|_| {
+            addrs
+                .iter()
+                .map(|a| reuseport_tcp(*a).with_context(|| format!("cannot bind TCP {a}")))
+                .collect()
+        })
+        .collect()
+}
+
+/// The certificate store, when TLS is configured anywhere.
+fn load_certs(cfg: &Config) -> Result<Option<Arc<CertStore>>> {
+    if cfg.tls.cert.is_empty() || cfg.tls.key.is_empty() {
+        return Ok(None);
+    }
+    CertStore::load(cfg.tls.cert.as_ref(), cfg.tls.key.as_ref()).map(Some)
 }
 
 /// A separate address for /metrics, when configured.
@@ -120,6 +148,25 @@ impl Daemon {
         let shared = Arc::new(SharedState::new(core_cfg.port_range, &mut rng));
         let n = worker_count(cfg);
         let sockets = udp::bind_listeners(&cfg.turn.listen, n)?;
+        let tcp_addrs: &[std::net::SocketAddr] = if cfg.turn.tcp { &cfg.turn.listen } else { &[] };
+        let mut tcp = bind_tcp(tcp_addrs, n)?;
+        let mut tls = bind_tcp(&cfg.turn.tls_listen, n)?;
+        let certs = load_certs(cfg)?;
+        if certs.is_some() {
+            tracing::info!(cert = %cfg.tls.cert, "TLS certificate loaded");
+        }
+        let stream_settings = Arc::new(StreamSettings {
+            tls: match (&certs, cfg.turn.tls_listen.is_empty()) {
+                (Some(store), false) => Some(crate::tls::server_config(store.clone(), &[])?),
+                _ => None,
+            },
+            counter: Arc::new(ConnectionCounter::default()),
+            max_connections: cfg.turn.max_stream_connections,
+            max_per_ip: cfg.turn.max_stream_connections_per_ip,
+            handshake_timeout: Duration::from_secs(cfg.turn.tls_handshake_timeout),
+            idle_timeout: Duration::from_secs(cfg.turn.stream_idle_timeout),
+            send_queue: cfg.turn.stream_send_queue as usize,
+        });
         let http_listener = std::net::TcpListener::bind(cfg.http.listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .with_context(|| format!("cannot bind HTTP {}", cfg.http.listen))?;
@@ -127,8 +174,18 @@ impl Daemon {
         let mut workers = Vec::with_capacity(n);
         for (i, socks) in sockets.into_iter().enumerate() {
             workers.push(
-                udp::spawn_worker(i, n, socks, core_cfg.clone(), shared.clone(), board.clone())
-                    .context("cannot start a TURN worker thread")?,
+                udp::spawn_worker(WorkerSetup {
+                    index: i,
+                    workers: n,
+                    udp: socks,
+                    tcp: tcp.pop().unwrap_or_default(),
+                    tls: tls.pop().unwrap_or_default(),
+                    cfg: core_cfg.clone(),
+                    shared: shared.clone(),
+                    board: board.clone(),
+                    streams: stream_settings.clone(),
+                })
+                .context("cannot start a TURN worker thread")?,
             );
         }
         let controls: Vec<_> = workers.iter().map(|w| w.control.clone()).collect();
@@ -169,12 +226,22 @@ impl Daemon {
             random_secret: random.then_some(secrets),
             http,
             http_listener: Some(http_listener),
+            certs,
         })
     }
 
     /// Applies a reloaded configuration to every worker. Listen addresses and
     /// the relay port range need a restart; everything the core reads does not.
     pub fn reconfigure(&self, cfg: &Config) -> Result<()> {
+        // Certificates first: a bad file refuses the whole reload.
+        if let Some(store) = &self.certs {
+            if cfg.tls.cert.is_empty() {
+                return Err(anyhow!(
+                    "tls.cert and tls.key were removed: turning TLS off needs a restart"
+                ));
+            }
+            store.reload(cfg.tls.cert.as_ref(), cfg.tls.key.as_ref())?;
+        }
         let secrets = match &self.random_secret {
             Some(s) if cfg.auth.secrets.is_none() => s.clone(),
             _ => secrets_of(cfg)?.0,
@@ -195,11 +262,39 @@ impl Daemon {
     pub async fn spawn_http(&mut self, cfg: &Config) -> Result<()> {
         let state = self.http.clone();
         if let Some(listener) = self.http_listener.take() {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
             let state = state.clone();
+            match (&self.certs, cfg.http.tls) {
+                (Some(store), true) => {
+                    let tls = crate::tls::server_config(store.clone(), &[b"http/1.1"])?;
+                    let server = axum_server::tls_rustls::from_tcp_rustls(
+                        listener,
+                        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+                    )?;
+                    tokio::spawn(async move {
+                        let app = crate::http::router(state)
+                            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+                        if let Err(e) = server.serve(app).await {
+                            tracing::error!(error = %e, "HTTPS listener failed");
+                        }
+                    });
+                }
+                _ => {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    tokio::spawn(async move {
+                        if let Err(e) = crate::http::serve(listener, state).await {
+                            tracing::error!(error = %e, "HTTP listener failed");
+                        }
+                    });
+                }
+            }
+        }
+        if let Ok(addr) = cfg.http.redirect_listen.parse::<std::net::SocketAddr>() {
+            let listener = crate::http::bind(addr).await?;
+            let https_port = cfg.http.listen.port();
             tokio::spawn(async move {
-                if let Err(e) = crate::http::serve(listener, state).await {
-                    tracing::error!(error = %e, "HTTP listener failed");
+                let app = crate::http::redirect_router(https_port);
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "HTTP redirect listener failed");
                 }
             });
         }

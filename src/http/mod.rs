@@ -99,6 +99,39 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// "example.com:8080" -> "example.com", "[::1]:80" -> "[::1]".
+fn host_without_port(host: &str) -> String {
+    match host.strip_prefix('[') {
+        Some(rest) => format!("[{}]", rest.split(']').next().unwrap_or("")),
+        None => host.split(':').next().unwrap_or("").to_owned(),
+    }
+}
+
+/// Plain HTTP that sends every request to the same path over HTTPS.
+pub fn redirect_router(https_port: u16) -> Router {
+    use axum::http::{Uri, header};
+    Router::new().fallback(move |headers: axum::http::HeaderMap, uri: Uri| async move {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(host_without_port);
+        let Some(host) = host else {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "no_host",
+                "a Host header is required",
+            );
+        };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let target = if https_port == 443 {
+            format!("https://{host}{path}")
+        } else {
+            format!("https://{host}:{https_port}{path}")
+        };
+        axum::response::Redirect::permanent(&target).into_response()
+    })
+}
+
 /// Binds the listener (so start-up fails loudly on a taken port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)

@@ -23,6 +23,7 @@ use crate::turn::{
 };
 
 use super::sockets;
+use super::stream::{self, StreamHandle, StreamSettings};
 
 /// Largest UDP payload plus ChannelData headroom and stream padding.
 const BUF_LEN: usize = CHANNEL_HEADER_LEN + 65535 + 3;
@@ -74,19 +75,34 @@ pub fn summarize(board: &StatsBoard) -> (Stats, Option<Duration>) {
     (total, oldest)
 }
 
-struct RelaySocket {
-    socket: Rc<UdpSocket>,
+pub(super) struct RelaySocket {
+    pub(super) socket: Rc<UdpSocket>,
     task: JoinHandle<()>,
 }
 
-struct WorkerState {
-    core: TurnCore,
+pub(super) struct WorkerState {
+    pub(super) core: TurnCore,
     listeners: Vec<Rc<UdpSocket>>,
-    relays: HashMap<RelayId, RelaySocket>,
+    pub(super) relays: HashMap<RelayId, RelaySocket>,
+    /// TCP/TLS clients: where their frames are queued for writing.
+    pub(super) streams: HashMap<ClientAddr, StreamHandle>,
     buf: Vec<u8>,
 }
 
-type State = Rc<RefCell<WorkerState>>;
+pub(super) type State = Rc<RefCell<WorkerState>>;
+
+/// Everything a worker thread starts with.
+pub struct WorkerSetup {
+    pub index: usize,
+    pub workers: usize,
+    pub udp: Vec<std::net::UdpSocket>,
+    pub tcp: Vec<std::net::TcpListener>,
+    pub tls: Vec<std::net::TcpListener>,
+    pub cfg: Arc<CoreConfig>,
+    pub shared: Arc<SharedState>,
+    pub board: StatsBoard,
+    pub streams: Arc<StreamSettings>,
+}
 
 /// Binds `workers` sockets on every listen address. Done before the workers
 /// start, so a port conflict fails the start-up with a clear error.
@@ -108,14 +124,8 @@ pub fn bind_listeners(
         .collect()
 }
 
-pub fn spawn_worker(
-    index: usize,
-    workers: usize,
-    listeners: Vec<std::net::UdpSocket>,
-    cfg: Arc<CoreConfig>,
-    shared: Arc<SharedState>,
-    board: StatsBoard,
-) -> io::Result<Worker> {
+pub fn spawn_worker(setup: WorkerSetup) -> io::Result<Worker> {
+    let index = setup.index;
     let (tx, rx) = mpsc::unbounded_channel();
     let thread = std::thread::Builder::new()
         .name(format!("turn-worker-{index}"))
@@ -131,7 +141,7 @@ pub fn spawn_worker(
                 }
             };
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, run(index, workers, listeners, cfg, shared, board, rx));
+            local.block_on(&rt, run(setup, rx));
         })?;
     Ok(Worker {
         control: tx,
@@ -139,15 +149,18 @@ pub fn spawn_worker(
     })
 }
 
-async fn run(
-    index: usize,
-    workers: usize,
-    listeners: Vec<std::net::UdpSocket>,
-    cfg: Arc<CoreConfig>,
-    shared: Arc<SharedState>,
-    board: StatsBoard,
-    mut control: mpsc::UnboundedReceiver<Control>,
-) {
+async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) {
+    let WorkerSetup {
+        index,
+        workers,
+        udp: listeners,
+        tcp,
+        tls,
+        cfg,
+        shared,
+        board,
+        streams,
+    } = setup;
     let rng: Box<dyn rand::Rng + Send> = Box::new(
         <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng()),
     );
@@ -166,6 +179,7 @@ async fn run(
         core,
         listeners: socks.clone(),
         relays: HashMap::new(),
+        streams: HashMap::new(),
         buf: vec![0; BUF_LEN],
     }));
     let mut tasks = Vec::new();
@@ -181,6 +195,22 @@ async fn run(
         board,
         index,
     )));
+    for (listeners, secure) in [(tcp, false), (tls, true)] {
+        for (i, l) in listeners.into_iter().enumerate() {
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => tasks.push(tokio::task::spawn_local(stream::accept_loop(
+                    state.clone(),
+                    l,
+                    i as u16,
+                    secure,
+                    streams.clone(),
+                ))),
+                Err(e) => {
+                    tracing::error!(worker = index, error = %e, "cannot register TCP listener")
+                }
+            }
+        }
+    }
     while let Some(msg) = control.recv().await {
         let mut st = state.borrow_mut();
         match msg {
@@ -251,6 +281,7 @@ async fn relay_loop(state: State, sock: Rc<UdpSocket>, relay: RelayId) {
                 core,
                 listeners,
                 buf,
+                streams,
                 ..
             } = &mut *st;
             let (n, peer) = match sock.try_recv_from(&mut buf[CHANNEL_HEADER_LEN..BUF_LEN - 3]) {
@@ -259,10 +290,14 @@ async fn relay_loop(state: State, sock: Rc<UdpSocket>, relay: RelayId) {
                 Err(_) => continue,
             };
             let now = Now::system();
-            if let Some(out) = core.handle_peer(relay, peer, buf, n, now)
-                && let Some(l) = listeners.get(usize::from(out.client.listener))
-            {
-                let _ = l.try_send_to(&buf[..out.len], out.client.addr);
+            if let Some(out) = core.handle_peer(relay, peer, buf, n, now) {
+                if out.client.transport.is_stream() {
+                    if let Some(s) = streams.get(&out.client) {
+                        s.send(buf[..out.len].to_vec());
+                    }
+                } else if let Some(l) = listeners.get(usize::from(out.client.listener)) {
+                    let _ = l.try_send_to(&buf[..out.len], out.client.addr);
+                }
             }
             let pending = core.has_commands();
             drop(st);
@@ -304,14 +339,18 @@ async fn timer_loop(state: State, board: StatsBoard, index: usize) {
 
 /// Carries out what the core asked for, including relay binds whose outcome
 /// feeds straight back into the core.
-fn process_commands(state: &State) {
+pub(super) fn process_commands(state: &State) {
     loop {
         let cmd = state.borrow_mut().core.poll_command();
         let Some(cmd) = cmd else { break };
         match cmd {
             Command::ToClient { client, bytes } => {
                 let st = state.borrow();
-                if let Some(l) = st.listeners.get(usize::from(client.listener)) {
+                if client.transport.is_stream() {
+                    if let Some(s) = st.streams.get(&client) {
+                        s.send(bytes);
+                    }
+                } else if let Some(l) = st.listeners.get(usize::from(client.listener)) {
                     let _ = l.try_send_to(&bytes, client.addr);
                 }
             }

@@ -45,6 +45,12 @@ impl Transport {
         }
     }
 
+    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn is_stream(self) -> bool {
         !matches!(self, Transport::Udp)
     }

@@ -42,8 +42,9 @@ impl TurnCore {
             self.stats.no_permission_drops += 1;
             return None;
         }
-        self.stats.packets_to_peer += 1;
-        self.stats.bytes_to_peer += payload.len() as u64;
+        let t = client.transport.index();
+        self.stats.packets_to_peer[t] += 1;
+        self.stats.bytes_to_peer[t] += payload.len() as u64;
         Some(PeerSend {
             relay: RelayId {
                 allocation: alloc.id,
@@ -86,8 +87,9 @@ impl TurnCore {
             self.stats.no_permission_drops += 1;
             return None;
         }
-        self.stats.packets_to_peer += 1;
-        self.stats.bytes_to_peer += len as u64;
+        let t = client.transport.index();
+        self.stats.packets_to_peer[t] += 1;
+        self.stats.bytes_to_peer[t] += len as u64;
         Some(PeerSend {
             relay: RelayId {
                 allocation: id,
@@ -128,8 +130,9 @@ impl TurnCore {
                 return None;
             }
             let total = wire::write_channel_header(buf, number, len, client.transport.is_stream());
-            self.stats.packets_to_client += 1;
-            self.stats.bytes_to_client += len as u64;
+            let t = client.transport.index();
+            self.stats.packets_to_client[t] += 1;
+            self.stats.bytes_to_client[t] += len as u64;
             return Some(ClientSend { client, len: total });
         }
         let payload = buf.get(CHANNEL_HEADER_LEN..CHANNEL_HEADER_LEN + len)?;
@@ -138,8 +141,9 @@ impl TurnCore {
         r.xor_addr(ATTR_XOR_PEER_ADDRESS, peer)
             .raw(ATTR_DATA, payload);
         let bytes = r.finish(None, false);
-        self.stats.packets_to_client += 1;
-        self.stats.bytes_to_client += len as u64;
+        let t = client.transport.index();
+        self.stats.packets_to_client[t] += 1;
+        self.stats.bytes_to_client[t] += len as u64;
         self.send_to_client(client, bytes);
         None
     }

@@ -124,6 +124,10 @@ impl TurnCore {
         s
     }
 
+    pub fn has_allocation(&self, client: ClientAddr) -> bool {
+        self.by_client.contains_key(&client)
+    }
+
     pub fn allocation_count(&self) -> usize {
         self.allocations.len()
     }

@@ -51,10 +51,11 @@ pub struct Stats {
     pub malformed: u64,
     pub bindings: u64,
     pub channels_bound: u64,
-    pub packets_to_peer: u64,
-    pub bytes_to_peer: u64,
-    pub packets_to_client: u64,
-    pub bytes_to_client: u64,
+    /// Relayed traffic, indexed by the client's transport (`Transport::index`).
+    pub packets_to_peer: [u64; 3],
+    pub bytes_to_peer: [u64; 3],
+    pub packets_to_client: [u64; 3],
+    pub bytes_to_client: [u64; 3],
 }
 
 impl Stats {
@@ -80,9 +81,11 @@ impl Stats {
         self.malformed += o.malformed;
         self.bindings += o.bindings;
         self.channels_bound += o.channels_bound;
-        self.packets_to_peer += o.packets_to_peer;
-        self.bytes_to_peer += o.bytes_to_peer;
-        self.packets_to_client += o.packets_to_client;
-        self.bytes_to_client += o.bytes_to_client;
+        for i in 0..3 {
+            self.packets_to_peer[i] += o.packets_to_peer[i];
+            self.bytes_to_peer[i] += o.bytes_to_peer[i];
+            self.packets_to_client[i] += o.packets_to_client[i];
+            self.bytes_to_client[i] += o.bytes_to_client[i];
+        }
     }
 }

@@ -1,0 +1,229 @@
+//! TURN over TCP and TLS (RFC 8656 §12.5, RFC 6062's framing): each accepted
+//! connection is owned by the worker whose SO_REUSEPORT listener took it, and
+//! feeds the same sans-IO core as UDP. The allocation belongs to the
+//! connection: when it closes, the allocation goes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+
+use super::framing::{MAX_FRAME, frame_len};
+use super::udp::{State, process_commands};
+use crate::signal::limits::{ConnectionCounter, Refused};
+use crate::turn::{ClientAddr, Now, Transport};
+
+/// Limits for stream clients, shared by every worker.
+pub struct StreamSettings {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub counter: Arc<ConnectionCounter>,
+    pub max_connections: u32,
+    pub max_per_ip: u32,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub send_queue: usize,
+}
+
+/// Where the worker queues frames for one connection's writer.
+pub struct StreamHandle {
+    tx: mpsc::Sender<Vec<u8>>,
+    kill: Rc<Notify>,
+}
+
+impl StreamHandle {
+    /// Queues a frame; a client too slow to take its frames is dropped rather
+    /// than buffered for without bound.
+    pub fn send(&self, frame: Vec<u8>) {
+        if self.tx.try_send(frame).is_err() {
+            self.kill.notify_one();
+        }
+    }
+}
+
+pub(super) async fn accept_loop(
+    state: State,
+    listener: TcpListener,
+    index: u16,
+    secure: bool,
+    settings: Arc<StreamSettings>,
+) {
+    let transport = if secure {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = match settings.counter.acquire(
+            addr.ip(),
+            settings.max_connections,
+            settings.max_per_ip,
+        ) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(client = %addr, total = matches!(why, Refused::Total), "TURN stream connection refused: limit");
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let client = ClientAddr {
+            transport,
+            addr,
+            listener: index,
+        };
+        let state = state.clone();
+        let settings = settings.clone();
+        tokio::task::spawn_local(async move {
+            match (secure, settings.tls.clone()) {
+                (false, _) => serve(state, tcp, client, &settings).await,
+                (true, Some(cfg)) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                    match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(tls)) => serve(state, tls, client, &settings).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(client = %addr, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
+                    }
+                }
+                (true, None) => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+async fn serve<S>(state: State, stream: S, client: ClientAddr, settings: &StreamSettings)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(settings.send_queue.max(1));
+    let kill = Rc::new(Notify::new());
+    state.borrow_mut().streams.insert(
+        client,
+        StreamHandle {
+            tx,
+            kill: kill.clone(),
+        },
+    );
+    let writer = tokio::task::spawn_local(async move {
+        while let Some(frame) = rx.recv().await {
+            if wr.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let outcome = read_frames(&state, &mut rd, client, settings, &kill).await;
+    if let Err(why) = outcome {
+        tracing::debug!(client = %client.addr, transport = client.transport.as_str(), why, "TURN stream closed");
+    }
+    {
+        let mut st = state.borrow_mut();
+        st.streams.remove(&client);
+        st.core.client_closed(client);
+    }
+    process_commands(&state);
+    // The writer ends once its queue is empty and the sender is gone; a peer
+    // that does not read gets a moment, not forever.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+}
+
+async fn read_frames<R: AsyncRead + Unpin>(
+    state: &State,
+    rd: &mut R,
+    client: ClientAddr,
+    settings: &StreamSettings,
+    kill: &Notify,
+) -> Result<(), &'static str> {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let idle_deadline = tokio::time::Instant::now() + settings.idle_timeout;
+    let mut allocated = false;
+    loop {
+        let n = tokio::select! {
+            r = rd.read(&mut chunk) => match r {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(_) => return Err("read error"),
+            },
+            _ = kill.notified() => return Err("slow reader"),
+            _ = tokio::time::sleep_until(idle_deadline), if !allocated => {
+                if state.borrow().core.has_allocation(client) {
+                    allocated = true;
+                    continue;
+                }
+                return Err("no allocation before the idle timeout");
+            }
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        loop {
+            let len = match frame_len(&buf[at..]) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(_) => return Err("not STUN or ChannelData: cannot resynchronise"),
+            };
+            handle_frame(state, client, &buf[at..at + len]);
+            at += len;
+        }
+        buf.drain(..at);
+        if buf.len() > MAX_FRAME {
+            return Err("frame too large");
+        }
+    }
+}
+
+fn handle_frame(state: &State, client: ClientAddr, frame: &[u8]) {
+    let pending = {
+        let mut st = state.borrow_mut();
+        let st = &mut *st;
+        if let Some(send) = st.core.handle_client(client, frame, Now::system())
+            && let Some(relay) = st.relays.get(&send.relay)
+        {
+            let _ = relay.socket.try_send_to(send.payload, send.peer);
+        }
+        st.core.has_commands()
+    };
+    if pending {
+        process_commands(state);
+    }
+}
+
+/// A TCP listener that shares its port with the other workers' (the kernel
+/// spreads connections across them).
+pub fn reuseport_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
