@@ -1,5 +1,6 @@
 //! natbridge: a STUN/TURN server and WebRTC signaling daemon in one binary.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod creds;

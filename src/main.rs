@@ -34,6 +34,11 @@ enum Cmd {
     },
     /// Validate a configuration file and print the effective configuration.
     CheckConfig { file: PathBuf },
+    /// Load-test a TURN or signaling server (yours, or another).
+    Bench {
+        #[command(subcommand)]
+        tool: natbridge::bench::BenchCmd,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, natbridge::config::ConfigError> {
@@ -53,9 +58,11 @@ fn init_logging(cfg: &Config) -> daemon::LogReload {
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_new(&cfg.log.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false);
     // Under systemd the journal stamps each line itself.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
@@ -131,6 +138,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Bench { tool } => natbridge::bench::run(tool),
         Cmd::CheckConfig { file } => match Config::load(&file) {
             Ok(cfg) => {
                 print!("{}", cfg.to_toml_redacted());

@@ -223,6 +223,20 @@ fn optional_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, Pr
     }
 }
 
+/// The `id` of a message, when it has a usable one (for answering a message
+/// that is refused before it is parsed in full).
+pub fn request_id(text: &str) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<Value>,
+    }
+    match serde_json::from_str::<IdOnly>(text).ok()?.id? {
+        Value::String(s) if s.len() <= 64 => Some(Value::String(s)),
+        Value::Number(n) => Some(Value::Number(n)),
+        _ => None,
+    }
+}
+
 /// Adds `re` to a server message when the request had an id.
 pub fn with_re(mut msg: Value, re: &Option<Value>) -> Value {
     if let (Some(re), Value::Object(obj)) = (re, &mut msg) {

@@ -31,7 +31,7 @@ pub struct Connection {
 }
 
 /// Signals kept for a peer between connections.
-const QUEUE_WHILE_AWAY: usize = 256;
+pub const QUEUE_WHILE_AWAY: usize = 256;
 
 #[derive(Debug)]
 struct Peer {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::protocol::{self, ClientMessage, Envelope, ProtoError};
-use super::rooms::{Connection, Joined, Outbound, turn_user};
+use super::rooms::{Connection, Joined, Outbound, QUEUE_WHILE_AWAY, turn_user};
 use super::{SessionLimits, SignalContext};
 
 /// Consecutive rate-limited messages before the connection is closed.
@@ -46,7 +46,9 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
     let limits = ctx.limits();
     let conn_id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Outbound>(limits.send_queue.max(1));
+    // Room for a resumed peer's whole backlog on top of the normal queue: the
+    // backlog is delivered at once, and must not read as a slow consumer.
+    let (tx, mut rx) = mpsc::channel::<Outbound>(limits.send_queue.max(1) + QUEUE_WHILE_AWAY + 1);
     let writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             let frame = match out {
@@ -102,7 +104,16 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
         let ice_due = s.ice_due.unwrap_or(now);
         tokio::select! {
             frame = stream.next() => {
-                let Some(Ok(frame)) = frame else { break };
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => {
+                        if is_too_large(e) {
+                            let _ = s.tx.try_send(Outbound::Close(1009, "message too large".into()));
+                        }
+                        break;
+                    }
+                    None => break,
+                };
                 last_seen = Instant::now();
                 let flow = match frame {
                     Message::Text(text) => s.on_text(text.as_str()),
@@ -155,6 +166,14 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
     drop(slot);
 }
 
+/// Whether a read failed because the frame exceeded the size limit.
+fn is_too_large(e: axum::Error) -> bool {
+    matches!(
+        e.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
 impl Session {
     fn push(&self, out: Outbound) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
@@ -179,7 +198,7 @@ impl Session {
     }
 
     fn on_binary(&mut self) -> Flow {
-        if let Some(flow) = self.rate_limit() {
+        if let Some(flow) = self.rate_limit(None) {
             return flow;
         }
         self.error(
@@ -192,20 +211,22 @@ impl Session {
         Flow::Continue
     }
 
-    /// Takes a token; returns what to do when there was none.
-    fn rate_limit(&mut self) -> Option<Flow> {
+    /// Takes a token; returns what to do when there was none. `text` is the
+    /// message, so a refusal can still echo its id.
+    fn rate_limit(&mut self, text: Option<&str>) -> Option<Flow> {
         if self.bucket.take(Instant::now().into_std()) {
             self.limited_streak = 0;
             return None;
         }
         self.limited_streak += 1;
-        if self.limited_streak >= ABUSE_STREAK {
+        if self.limited_streak > ABUSE_STREAK {
             self.bye("rate_limited", Some(10_000));
             return Some(Flow::Stop);
         }
+        let re = text.and_then(protocol::request_id);
         self.error(
             &ProtoError::new("rate_limited", "too many messages; slow down"),
-            &None,
+            &re,
         );
         Some(Flow::Continue)
     }
@@ -217,7 +238,7 @@ impl Session {
                 .try_send(Outbound::Close(1009, "message too large".into()));
             return Flow::Stop;
         }
-        if let Some(flow) = self.rate_limit() {
+        if let Some(flow) = self.rate_limit(Some(text)) {
             return flow;
         }
         match protocol::parse(text) {

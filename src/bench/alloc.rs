@@ -1,0 +1,111 @@
+//! `natbridge bench turn --allocate-only`: authenticated allocations per
+//! second. Each of `--clients` loops opens a fresh connection (a new UDP
+//! socket, or a new TCP/TLS connection), sends an unauthenticated Allocate,
+//! answers the 401 with an authenticated Allocate, and deletes the
+//! allocation with Refresh LIFETIME 0, until `--duration` passes or
+//! `--max-allocations` cycles have been started.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::proto::{TurnClient, rest_credential};
+use super::stats::{self, Histogram};
+use super::transport::Connector;
+use super::turn::{ServerCost, TurnArgs, TurnReport, count, run_id};
+
+struct Tally {
+    ok: u64,
+    failed: u64,
+    latency: Histogram,
+    errors: BTreeMap<String, u64>,
+}
+
+pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
+    let claimed = Arc::new(AtomicU64::new(0));
+    let run = run_id();
+    let before = stats::sample(args.server_pid);
+    let start = Instant::now();
+    let mut loops = Vec::new();
+    for w in 0..args.clients {
+        let connector = connector.clone();
+        let claimed = claimed.clone();
+        let secret = args.secret.clone();
+        let user = format!("{}-{run}-{w}", args.user);
+        let max = args.max_allocations;
+        loops.push(tokio::spawn(async move {
+            let mut t = Tally {
+                ok: 0,
+                failed: 0,
+                latency: Histogram::new(),
+                errors: BTreeMap::new(),
+            };
+            while Instant::now() < deadline && claimed.fetch_add(1, Ordering::Relaxed) < max {
+                let began = Instant::now();
+                let (username, password) = rest_credential(&secret, &user, 3600);
+                let cycle = async {
+                    let conn = connector.connect().await?;
+                    let mut c = TurnClient::new(conn, username, password, timeout);
+                    c.allocate(None).await?;
+                    c.refresh(0).await
+                };
+                match cycle.await {
+                    Ok(()) => {
+                        t.ok += 1;
+                        t.latency.record_duration(began.elapsed());
+                    }
+                    Err(e) => {
+                        t.failed += 1;
+                        count(&mut t.errors, e);
+                    }
+                }
+            }
+            t
+        }));
+    }
+    let mut report = TurnReport {
+        mode: "allocate-only",
+        server: connector.server.to_string(),
+        transport: format!("{:?}", connector.kind).to_lowercase(),
+        method: "allocate+refresh0",
+        clients: args.clients,
+        duration_s: args.duration,
+        ..TurnReport::default()
+    };
+    let mut latency = Histogram::new();
+    for l in loops {
+        match l.await {
+            Ok(t) => {
+                report.allocations_ok += t.ok;
+                report.allocation_failures += t.failed;
+                latency.merge(&t.latency);
+                for (e, n) in t.errors {
+                    *report.errors.entry(e).or_default() += n;
+                }
+            }
+            Err(e) => count(&mut report.errors, format!("task: {e}")),
+        }
+    }
+    report.setup_seconds = start.elapsed().as_secs_f64();
+    report.allocations_per_sec = report.allocations_ok as f64 / report.setup_seconds.max(1e-9);
+    report.allocate_latency = latency.summary();
+    let after = stats::sample(args.server_pid);
+    if let (Some(pid), Some(b), Some(a)) = (args.server_pid, before, after) {
+        let cpu = a.cpu_seconds - b.cpu_seconds;
+        report.server_cost = Some(ServerCost {
+            pid,
+            cpu_seconds: cpu,
+            peak_rss_kib: a.hwm_kib,
+            rss_before_kib: b.rss_kib,
+            rss_with_allocations_kib: a.rss_kib,
+            cpu_us_per_allocation: cpu * 1e6 / report.allocations_ok.max(1) as f64,
+            ..ServerCost::default()
+        });
+    }
+    Ok(report)
+}

@@ -1,0 +1,252 @@
+// Harness for the browser tests: starts the real natbridge daemon on free
+// loopback ports with a temporary config, launches Debian's Chromium through
+// playwright-core, and offers bounded waits. Nothing here mocks WebRTC: the
+// pages talk to the daemon's signaling and TURN like any browser would.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const ARTIFACTS = join(REPO, 'test-artifacts');
+const BIN = resolve(REPO, process.env.NATBRIDGE_BIN || 'target/release/natbridge');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const SECRET = 'browser-test-secret';
+
+// Every wait is bounded so a broken build fails in seconds, not at the CI
+// job's timeout. These are generous: the CI machine has two slow cores.
+const STARTUP_TIMEOUT_MS = 20000;
+export const CONNECT_TIMEOUT_MS = 25000;
+export const EVENT_TIMEOUT_MS = 15000;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freeTcpPort() {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+function udpPortFree(port) {
+  return new Promise((ok) => {
+    const sock = createSocket('udp4');
+    sock.once('error', () => ok(false));
+    sock.bind(port, '127.0.0.1', () => sock.close(() => ok(true)));
+  });
+}
+
+// TURN listens on the same port over UDP and, in builds with TURN over TCP,
+// over TCP too: find a port free for both.
+async function freeTurnPort() {
+  for (let i = 0; i < 20; i += 1) {
+    const port = await freeTcpPort();
+    if (await udpPortFree(port)) return port;
+  }
+  throw new Error('no port free for both TCP and UDP on 127.0.0.1');
+}
+
+// A random window of relay ports below Linux's ephemeral range (32768+,
+// where the browser's own sockets live). A port some other process holds is
+// no problem: the daemon skips it and tries another.
+function relayWindow() {
+  const min = 20000 + Math.floor(Math.random() * 500) * 20;
+  return { min, max: min + 199 };
+}
+
+// Daemons still running when the test process exits are killed.
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+export async function startDaemon({ roomCapacity = 8 } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'natbridge-browser-'));
+  const httpPort = await freeTcpPort();
+  const turnPort = await freeTurnPort();
+  const relay = relayWindow();
+  const config = join(dir, 'config.toml');
+  // Only what differs from the built-in defaults; [peers] stays default,
+  // so relay-to-relay between two clients of this server must still work.
+  writeFileSync(
+    config,
+    `[turn]
+listen = ["127.0.0.1:${turnPort}"]
+relay_ip = "127.0.0.1"
+relay_port_min = ${relay.min}
+relay_port_max = ${relay.max}
+
+[auth]
+secrets = ["${SECRET}"]
+
+[http]
+listen = "127.0.0.1:${httpPort}"
+
+[signaling]
+room_capacity = ${roomCapacity}
+`,
+  );
+  const proc = spawn(BIN, ['serve', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+  children.add(proc);
+  let log = '';
+  const collect = (chunk) => {
+    log += chunk.toString().replace(ANSI, '');
+  };
+  proc.stdout.on('data', collect);
+  proc.stderr.on('data', collect);
+  let exited = null;
+  proc.on('exit', (code, signal) => {
+    exited = { code, signal };
+    children.delete(proc);
+  });
+  proc.on('error', (err) => {
+    exited = { error: err.message };
+  });
+
+  const url = `http://127.0.0.1:${httpPort}`;
+  const daemon = {
+    url,
+    turnPort,
+    log: () => log,
+    async stop() {
+      // The first SIGTERM starts draining, which waits for open allocations;
+      // a second one ends the wait (config.toml, [service]).
+      for (const signal of ['SIGTERM', 'SIGTERM', 'SIGKILL']) {
+        if (exited) break;
+        proc.kill(signal);
+        for (let i = 0; i < 20 && !exited; i += 1) await sleep(100);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (exited) break;
+    try {
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return daemon;
+    } catch {
+      // Not listening yet.
+    }
+    await sleep(100);
+  }
+  await daemon.stop();
+  throw new Error(`natbridge (${BIN}) did not become healthy: ${JSON.stringify(exited)}\n${log}`);
+}
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+];
+
+// Playwright gives the browser a fresh temporary --user-data-dir; each page
+// below also gets its own context (no shared storage), like separate people.
+export function launchBrowser() {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: STARTUP_TIMEOUT_MS });
+}
+
+// A page with its console kept, to print when a test fails.
+export async function openPage(browser, url, label) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.consoleLog = [];
+  page.label = label;
+  page.on('console', (m) => page.consoleLog.push(`[${label}] ${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => page.consoleLog.push(`[${label}] page error: ${e.message}`));
+  await page.goto(url);
+  return page;
+}
+
+// Opens the call demo and joins `room`; resolves once in the call.
+export async function joinCall(browser, daemon, { room, name, relayOnly = false }) {
+  const page = await openPage(browser, `${daemon.url}/r/${room}`, name);
+  await page.fill('#name', name);
+  if (relayOnly) await page.check('#relay-only', { force: true });
+  await page.click('#join-btn');
+  await page.waitForSelector('#call:not([hidden])', { timeout: EVENT_TIMEOUT_MS });
+  return page;
+}
+
+export function waitFor(page, fn, arg, timeout = EVENT_TIMEOUT_MS) {
+  return page.waitForFunction(fn, arg, { timeout, polling: 250 });
+}
+
+// Waits until `page` has `count` peers, all in connectionState connected.
+export function waitConnected(page, count) {
+  return waitFor(
+    page,
+    async (n) => {
+      const snap = await window.natbridge.snapshot();
+      return snap.length === n && snap.every((p) => p.connectionState === 'connected');
+    },
+    count,
+    CONNECT_TIMEOUT_MS,
+  );
+}
+
+export const snapshot = (page) => page.evaluate(() => window.natbridge.snapshot());
+
+// Frames decoded from `peerId` (all its video tracks) as seen by `page`.
+export const framesFrom = (page, peerId) =>
+  page.evaluate(async (id) => (await window.natbridge.snapshot()).find((p) => p.id === id)?.stats.framesDecoded ?? 0, peerId);
+
+export const peerIdOf = (page) => page.evaluate(() => window.natbridge.signaling.peerId);
+
+// Waits until the frames decoded from peerId grow by at least `by`.
+export async function framesKeepComing(page, peerId, by = 15) {
+  const start = await framesFrom(page, peerId);
+  await waitFor(
+    page,
+    async ([id, target]) => ((await window.natbridge.snapshot()).find((p) => p.id === id)?.stats.framesDecoded ?? 0) >= target,
+    [peerId, start + by],
+  );
+}
+
+// Sends a chat message from `from` (opening its chat panel) and waits until
+// `to` has it.
+export async function chatArrives(from, to, text) {
+  if ((await from.getAttribute('#btn-chat', 'aria-expanded')) !== 'true') await from.click('#btn-chat');
+  await from.fill('#chat-input', text);
+  await from.press('#chat-input', 'Enter');
+  await waitFor(to, (t) => window.natbridge.chatLog.some((m) => m.text === t && m.from !== 'self'), text);
+}
+
+// Runs a test body; on failure prints the daemon log and the pages' consoles,
+// which usually say what went wrong. The pages the body opens (pushed onto
+// `pages`) are closed afterwards unless keepPages is set, so a failed test
+// does not leave video calls running to slow down the next ones.
+export async function withDiagnostics(daemon, pages, body, { keepPages = false } = {}) {
+  try {
+    await body();
+  } catch (err) {
+    const consoles = pages.flatMap((p) => p.consoleLog ?? []).join('\n');
+    console.error(`---- natbridge log ----\n${daemon.log().slice(-20000)}\n---- browser consoles ----\n${consoles}`);
+    throw err;
+  } finally {
+    if (!keepPages) await Promise.all(pages.map((p) => p.context().close()));
+  }
+}
+
+export function artifactPath(name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return join(ARTIFACTS, name);
+}
