@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
 use common::*;
 use stun::attributes::*;
@@ -106,11 +105,7 @@ async fn authenticated_allocate_returns_relay_mapped_lifetime_and_integrity() {
         Some(c.local_addr()),
         "XOR-MAPPED-ADDRESS"
     );
-    assert_eq!(
-        lifetime_of(&res),
-        Some(600),
-        "LIFETIME = default_lifetime"
-    );
+    assert_eq!(lifetime_of(&res), Some(600), "LIFETIME = default_lifetime");
     assert!(
         integrity_ok(&res, c.creds(), REALM),
         "the success response must carry MESSAGE-INTEGRITY with the long-term key: {}",
@@ -226,14 +221,18 @@ async fn invalid_nonce_is_438_with_a_fresh_nonce() {
     c.prime().await;
     let bogus = "obviously-not-a-nonce-issued-by-natbridge".to_string();
     c.nonce = Some(bogus.clone());
-    let res = c.transact(&c.authed(METHOD_ALLOCATE, vec![udp_transport()])).await;
+    let res = c
+        .transact(&c.authed(METHOD_ALLOCATE, vec![udp_transport()]))
+        .await;
     expect_error(&res, 438, "Allocate with a nonce the server never issued");
     let fresh = text_attr(&res, ATTR_NONCE).expect("438 must carry a fresh NONCE");
     assert_ne!(fresh, bogus, "the 438 NONCE must be a new one");
     assert_eq!(text_attr(&res, ATTR_REALM).as_deref(), Some(REALM));
     // The fresh nonce works.
     c.nonce = Some(fresh);
-    let res = c.transact(&c.authed(METHOD_ALLOCATE, vec![udp_transport()])).await;
+    let res = c
+        .transact(&c.authed(METHOD_ALLOCATE, vec![udp_transport()]))
+        .await;
     expect_success(&res, "Allocate with the nonce from the 438");
 }
 
@@ -246,7 +245,11 @@ async fn ipv6_family_without_ipv6_relay_is_440() {
             vec![udp_transport(), Box::new(REQUESTED_FAMILY_IPV6)]
         })
         .await;
-    expect_error(&res, 440, "REQUESTED-ADDRESS-FAMILY IPv6 with relay_ipv6 = none");
+    expect_error(
+        &res,
+        440,
+        "REQUESTED-ADDRESS-FAMILY IPv6 with relay_ipv6 = none",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,17 +314,32 @@ async fn refresh_extends_and_lifetime_zero_deletes() {
     let res = c.refresh(Some(1200)).await;
     expect_success(&res, "Refresh 1200 s");
     assert_eq!(lifetime_of(&res), Some(1200), "Refresh LIFETIME");
-    assert!(integrity_ok(&res, c.creds(), REALM), "Refresh response integrity");
+    assert!(
+        integrity_ok(&res, c.creds(), REALM),
+        "Refresh response integrity"
+    );
     let res = c.refresh(None).await;
     expect_success(&res, "Refresh without LIFETIME");
-    assert_eq!(lifetime_of(&res), Some(600), "Refresh without LIFETIME = default");
+    assert_eq!(
+        lifetime_of(&res),
+        Some(600),
+        "Refresh without LIFETIME = default"
+    );
 
     let res = c.refresh(Some(0)).await;
     expect_success(&res, "Refresh lifetime 0");
-    assert_eq!(lifetime_of(&res), Some(0), "deleting Refresh answers LIFETIME 0");
+    assert_eq!(
+        lifetime_of(&res),
+        Some(0),
+        "deleting Refresh answers LIFETIME 0"
+    );
     let peer_addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
     let res = c.create_permission(&[peer_addr]).await;
-    expect_error(&res, 437, "CreatePermission after the allocation was deleted");
+    expect_error(
+        &res,
+        437,
+        "CreatePermission after the allocation was deleted",
+    );
     // The 5-tuple is free again.
     c.allocate_ok().await;
 }
@@ -337,4 +355,87 @@ async fn requests_without_allocation_are_437() {
     expect_error(&res, 437, "CreatePermission without allocation");
     let res = c.channel_bind(0x4000, peer_addr).await;
     expect_error(&res, 437, "ChannelBind without allocation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocation_expires_and_frees_its_relay_port() {
+    let port = free_udp_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let daemon = Daemon::start(Config {
+        relay_ports: Some((port, port)),
+        default_lifetime: Some(2),
+        max_lifetime: Some(2),
+        ..Config::default()
+    });
+    let mut a = daemon.client_for("alice").await;
+    let res = a.allocate().await;
+    expect_success(&res, "Allocate with default_lifetime = 2");
+    assert_eq!(lifetime_of(&res), Some(2), "LIFETIME");
+    let mut b = daemon.client_for("bob").await;
+    expect_error(&b.allocate().await, 508, "the only relay port is taken");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    expect_error(
+        &a.refresh(Some(2)).await,
+        437,
+        "Refresh after the allocation expired",
+    );
+    let relayed = b.allocate_ok().await;
+    assert_eq!(
+        relayed.port(),
+        port,
+        "the expired allocation's port is reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_listener_serves_binding_and_allocate() {
+    let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let v6: IpAddr = "::1".parse().expect("::1");
+    let daemon = Daemon::start(Config {
+        listen: vec![
+            SocketAddr::new(v4, free_udp_port(v4)),
+            SocketAddr::new(v6, free_udp_port(v6)),
+        ],
+        ..Config::default()
+    });
+    let server6 = daemon.config.listen[1];
+    let mut c = StunClient::new(server6)
+        .await
+        .with_creds(Creds::valid("v6"));
+    let res = c.transact(&binding_request(true)).await;
+    expect_success(&res, "Binding over IPv6");
+    assert_eq!(
+        xor_addr(&res, ATTR_XORMAPPED_ADDRESS),
+        Some(c.local_addr()),
+        "XOR-MAPPED-ADDRESS over IPv6"
+    );
+    let relayed = c.allocate_ok().await;
+    assert_eq!(
+        relayed.ip(),
+        v4,
+        "an Allocate without REQUESTED-ADDRESS-FAMILY gets an IPv4 relay, even over IPv6"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn even_port_gets_an_even_relay_port() {
+    // RFC 8656 section 14.6: EVEN-PORT (R bit clear) asks for an even port.
+    let daemon = Daemon::start(Config::default());
+    for i in 0..4 {
+        let mut c = daemon.client_for("even").await;
+        let res = c
+            .request(METHOD_ALLOCATE, || {
+                vec![
+                    udp_transport(),
+                    Box::new(RawAttr(ATTR_EVEN_PORT.0, vec![0x00])),
+                ]
+            })
+            .await;
+        expect_success(&res, &format!("Allocate {i} with EVEN-PORT (R = 0)"));
+        let relayed = xor_addr(&res, ATTR_XOR_RELAYED_ADDRESS).expect("XOR-RELAYED-ADDRESS");
+        assert_eq!(
+            relayed.port() % 2,
+            0,
+            "EVEN-PORT must give an even port, got {relayed}"
+        );
+    }
 }

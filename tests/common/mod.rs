@@ -138,8 +138,6 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
     PORTS.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-/// A UDP port that is free on `ip` right now (bind to port 0 and release), never
-/// handed out twice by this test process.
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -148,6 +146,8 @@ pub fn free_tcp_port() -> u16 {
         .expect("bind a free TCP port")
 }
 
+/// A UDP port that is free on `ip` right now (bind to port 0 and release), never
+/// handed out twice by this test process.
 pub fn free_udp_port(ip: IpAddr) -> u16 {
     for _ in 0..100 {
         let sock = StdUdpSocket::bind(SocketAddr::new(ip, 0))
@@ -209,6 +209,16 @@ pub struct Config {
     /// TOML appended verbatim after `[http] listen = ...`: further `[http]` keys
     /// first (no header), then other sections such as `[signaling]`.
     pub extra_toml: String,
+    /// `turn.tcp`; `None` = the daemon's default (on).
+    pub tcp: Option<bool>,
+    /// `turn.tls_listen`; an address with port 0 gets a free TCP port at start
+    /// (needs `[tls]` in `extra_toml`).
+    pub tls_listen: Vec<SocketAddr>,
+    pub max_stream_connections: Option<u64>,
+    pub max_stream_connections_per_ip: Option<u64>,
+    pub tls_handshake_timeout: Option<u64>,
+    pub stream_idle_timeout: Option<u64>,
+    pub stream_send_queue: Option<u64>,
 }
 
 impl Default for Config {
@@ -236,6 +246,13 @@ impl Default for Config {
             log_level: "debug".to_string(),
             http: None,
             extra_toml: String::new(),
+            tcp: None,
+            tls_listen: Vec::new(),
+            max_stream_connections: None,
+            max_stream_connections_per_ip: None,
+            tls_handshake_timeout: None,
+            stream_idle_timeout: None,
+            stream_send_queue: None,
         }
     }
 }
@@ -276,10 +293,25 @@ impl Config {
             ("max_allocations", self.max_allocations),
             ("max_permissions", self.max_permissions),
             ("max_channels", self.max_channels),
+            ("max_stream_connections", self.max_stream_connections),
+            (
+                "max_stream_connections_per_ip",
+                self.max_stream_connections_per_ip,
+            ),
+            ("tls_handshake_timeout", self.tls_handshake_timeout),
+            ("stream_idle_timeout", self.stream_idle_timeout),
+            ("stream_send_queue", self.stream_send_queue),
         ] {
             if let Some(v) = value {
                 let _ = writeln!(w, "{key} = {v}");
             }
+        }
+        if let Some(tcp) = self.tcp {
+            let _ = writeln!(w, "tcp = {tcp}");
+        }
+        if !self.tls_listen.is_empty() {
+            let tls: Vec<String> = self.tls_listen.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(w, "tls_listen = {}", toml_list(&tls));
         }
         let _ = writeln!(w, "\n[auth]");
         let _ = writeln!(w, "secrets = {}", toml_list(&self.secrets));
@@ -335,6 +367,11 @@ impl Daemon {
             if cfg.listen.is_empty() {
                 let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
                 cfg.listen = vec![SocketAddr::new(ip, free_udp_port(ip))];
+            }
+            for a in &mut cfg.tls_listen {
+                if a.port() == 0 {
+                    a.set_port(free_tcp_port());
+                }
             }
             if cfg.relay_ports.is_none() {
                 cfg.relay_ports = Some(relay_window());
@@ -701,7 +738,7 @@ pub enum Incoming {
 }
 
 pub fn classify(buf: &[u8]) -> Incoming {
-    if buf.len() >= 4 && (0x40..=0x4f).contains(&buf[0]) {
+    if buf.len() >= 4 && (0x40..=0x7f).contains(&buf[0]) {
         let number = u16::from_be_bytes([buf[0], buf[1]]);
         let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
         if buf.len() >= 4 + len {
@@ -992,11 +1029,14 @@ impl StunClient {
 // ---------------------------------------------------------------------------
 // A UDP echo peer
 
+/// What the echo peer received: (source, payload) in arrival order.
+pub type EchoLog = Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>;
+
 /// A tokio UDP echo server on 127.0.0.1 that records who sent what; stopped on
 /// drop.
 pub struct EchoPeer {
     pub addr: SocketAddr,
-    pub seen: Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>,
+    pub seen: EchoLog,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1023,6 +1063,21 @@ impl EchoPeer {
 
     pub fn received(&self) -> Vec<(SocketAddr, Vec<u8>)> {
         self.seen.lock().expect("echo log").clone()
+    }
+
+    /// For failure messages: what reached the peer so far (source and size).
+    pub fn summary(&self) -> String {
+        let seen = self.received();
+        let list: Vec<String> = seen
+            .iter()
+            .map(|(from, d)| format!("{from}:{}B", d.len()))
+            .collect();
+        format!(
+            "the echo peer {} received {} packet(s): [{}]",
+            self.addr,
+            seen.len(),
+            list.join(", ")
+        )
     }
 }
 
@@ -1054,3 +1109,27 @@ pub fn path_str(p: &Path) -> &str {
 }
 
 pub mod ws;
+
+// ---------------------------------------------------------------------------
+// Process control (signals, exit), for the service-lifecycle tests
+
+impl Daemon {
+    /// The daemon's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `within` for the process to exit; None if it is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait on daemon") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
