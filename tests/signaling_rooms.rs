@@ -178,8 +178,9 @@ async fn join_lists_peers_announces_newcomers_and_trims_names() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leave_and_clean_close_announce_peer_left_and_empty_rooms_disappear() {
-    let daemon = start("admin_token = \"admin-secret-0123456789\"\n").await;
+async fn leave_is_left_clean_close_times_out_and_empty_rooms_disappear() {
+    let daemon =
+        start("admin_token = \"admin-secret-0123456789\"\n[signaling]\nresume_grace = 1\n").await;
     let auth = [("Authorization", "Bearer admin-secret-0123456789")];
     let mut a = WsClient::connect(daemon.http, "A").await;
     let ja = a.join("room1", "A").await;
@@ -225,18 +226,29 @@ async fn leave_and_clean_close_announce_peer_left_and_empty_rooms_disappear() {
     let pj = a.recv_type("peer.joined").await;
     assert_eq!(pj["peer"]["id"], json!(jb2.peer_id));
 
-    // B closes cleanly with a close frame: that is "left" too, at once (not
-    // after the 20 s resume grace).
+    // B closes cleanly with a close frame: like any disconnect without
+    // `leave`, that starts the resume grace period (a tab that reloads, or a
+    // client that reconnects, comes back as itself), then B times out.
     b.close().await;
+    let started = std::time::Instant::now();
     let pl = a
         .wait_for(
-            "peer.left for B after B closed cleanly with a close frame (due at once, not after the 20 s resume grace)",
+            "peer.left for B after its clean close and the 1 s resume grace",
             ARRIVE,
             |m| type_of(m) == "peer.left",
         )
         .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "a clean close must wait out the resume grace: peer.left after {:?}",
+        started.elapsed()
+    );
     assert_eq!(pl["peerId"], json!(jb2.peer_id), "{pl}");
-    assert_eq!(pl["reason"], json!("left"), "a clean close is `left`: {pl}");
+    assert_eq!(
+        pl["reason"],
+        json!("timeout"),
+        "a close without leave times out: {pl}"
+    );
 
     // Last one out: the room is removed.
     a.expect_ok(json!({"type": "leave"})).await;

@@ -71,7 +71,7 @@ fn summary(output: &str) -> Option<(u64, u64, u64, String)> {
         if let Some(rest) = line.split("Total lost packets ").nth(1) {
             let mut parts = rest.split_whitespace();
             let n: u64 = parts.next()?.parse().ok()?;
-            let pct = parts.next().unwrap_or("").to_string();
+            let pct = parts.next().unwrap_or("").trim_end_matches(',').to_string();
             lost = Some((n, pct));
         }
     }
@@ -157,7 +157,13 @@ fn uclient_over_tcp_send_indications_lossless() {
     let mut daemon = Daemon::start(config());
     let (_peer, peer_port) = start_peer();
     let port = daemon.addr.port();
-    run_lossless(&mut daemon, port, "uclient-tcp-send", &["-t", "-s"], peer_port);
+    run_lossless(
+        &mut daemon,
+        port,
+        "uclient-tcp-send",
+        &["-t", "-s"],
+        peer_port,
+    );
 }
 
 #[test]

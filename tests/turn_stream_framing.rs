@@ -51,19 +51,34 @@ async fn binding_split_across_writes_and_coalesced() {
     let mut both = a.raw.clone();
     both.extend_from_slice(&b.raw);
     c.send_raw(&both).await;
-    expect_success(&c.response_to(a.transaction_id).await, "first coalesced Binding");
-    expect_success(&c.response_to(b.transaction_id).await, "second coalesced Binding");
+    expect_success(
+        &c.response_to(a.transaction_id).await,
+        "first coalesced Binding",
+    );
+    expect_success(
+        &c.response_to(b.transaction_id).await,
+        "second coalesced Binding",
+    );
 
     // Three at once, the third cut off and completed later.
     let reqs: Vec<Message> = (0..3).map(|_| binding_request(true)).collect();
     let mut bytes: Vec<u8> = reqs.iter().flat_map(|m| m.raw.clone()).collect();
     let tail = bytes.split_off(bytes.len() - 5);
     c.send_raw(&bytes).await;
-    expect_success(&c.response_to(reqs[0].transaction_id).await, "Binding 1 of 3");
-    expect_success(&c.response_to(reqs[1].transaction_id).await, "Binding 2 of 3");
+    expect_success(
+        &c.response_to(reqs[0].transaction_id).await,
+        "Binding 1 of 3",
+    );
+    expect_success(
+        &c.response_to(reqs[1].transaction_id).await,
+        "Binding 2 of 3",
+    );
     tokio::time::sleep(Duration::from_millis(150)).await;
     c.send_raw(&tail).await;
-    expect_success(&c.response_to(reqs[2].transaction_id).await, "Binding 3 of 3");
+    expect_success(
+        &c.response_to(reqs[2].transaction_id).await,
+        "Binding 3 of 3",
+    );
     daemon.assert_alive();
 }
 
@@ -71,11 +86,16 @@ async fn binding_split_across_writes_and_coalesced() {
 async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
     let mut daemon = Daemon::start(Config::allow_loopback());
     let echo = EchoPeer::start().await;
-    let mut c = tcp_client(&daemon).await.with_creds(Creds::valid("tcpflow"));
+    let mut c = tcp_client(&daemon)
+        .await
+        .with_creds(Creds::valid("tcpflow"));
 
     c.prime().await;
     let relayed = c.allocate_ok().await;
-    assert_eq!(relayed.ip(), "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(
+        relayed.ip(),
+        "127.0.0.1".parse::<std::net::IpAddr>().unwrap()
+    );
     let (min, max) = daemon.relay_ports();
     assert!(
         (min..=max).contains(&relayed.port()),
@@ -93,7 +113,10 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
         Some((Incoming::DataIndication { peer, data }, frame)) => {
             assert_eq!(peer, echo.addr);
             assert_eq!(data, b"hello over tcp");
-            assert_eq!(frame.len() % 4, 0, "STUN messages are multiples of 4");
+            assert!(
+                frame.len().is_multiple_of(4),
+                "STUN messages are multiples of 4"
+            );
         }
         other => panic!("expected a Data indication from the echo peer, got {other:?}"),
     }
@@ -110,7 +133,7 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
     for (i, len) in [1usize, 5, 7, 170, 1001].into_iter().enumerate() {
         let payload: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
         let frame = channel_data_padded(channel, &payload);
-        assert_eq!(frame.len() % 4, 0);
+        assert!(frame.len().is_multiple_of(4));
         c.send_raw(&frame).await;
         match c.recv_data(ARRIVE).await {
             Some((Incoming::ChannelData { number, data }, raw)) => {
@@ -137,7 +160,10 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
     let mut bytes = channel_data_padded(channel, b"abc");
     bytes.extend_from_slice(&req.raw);
     c.send_raw(&bytes).await;
-    expect_success(&c.response_to(req.transaction_id).await, "Binding after padded ChannelData");
+    expect_success(
+        &c.response_to(req.transaction_id).await,
+        "Binding after padded ChannelData",
+    );
     match c.recv_data(ARRIVE).await {
         Some((Incoming::ChannelData { data, .. }, raw)) => {
             assert_eq!(data, b"abc");
@@ -181,7 +207,8 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
 async fn garbage_closes_only_its_own_connection() {
     let mut daemon = Daemon::start(Config::default());
     let mut good = tcp_client(&daemon).await;
-    good.binding_ok("Binding on the good connection before").await;
+    good.binding_ok("Binding on the good connection before")
+        .await;
 
     // Non-STUN bytes: the server cannot resynchronise and closes.
     let mut bad = tcp_client(&daemon).await;
@@ -195,7 +222,9 @@ async fn garbage_closes_only_its_own_connection() {
     // A TLS ClientHello on the plain TCP port is garbage too.
     let mut hello = tcp_client(&daemon).await;
     hello
-        .send_raw(&[0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03])
+        .send_raw(&[
+            0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03,
+        ])
         .await;
     match wait_closed(&mut hello.stream, ARRIVE).await {
         Closed::After(_) => {}
@@ -232,7 +261,9 @@ async fn garbage_mid_stream_after_an_allocation_closes_and_releases() {
     let creds = Creds::valid("garbage-alloc");
     let mut a = tcp_client(&daemon).await.with_creds(creds.clone());
     a.allocate_ok().await;
-    let mut other = tcp_client(&daemon).await.with_creds(Creds::valid("bystander"));
+    let mut other = tcp_client(&daemon)
+        .await
+        .with_creds(Creds::valid("bystander"));
     other.allocate_ok().await;
 
     a.send_raw(&[0xFF, 0xFF, 0xFF, 0xFF]).await;
@@ -326,7 +357,11 @@ async fn closing_the_connection_releases_the_allocation() {
     // connection makes room for it.
     let mut udp = daemon.client_for("quota-one").await;
     udp.creds = Some(creds);
-    expect_error(&udp.allocate().await, 486, "UDP allocation while the TCP one lives");
+    expect_error(
+        &udp.allocate().await,
+        486,
+        "UDP allocation while the TCP one lives",
+    );
     // Half-close from the client (FIN) is a close too.
     use tokio::io::AsyncWriteExt as _;
     second

@@ -98,7 +98,11 @@ async fn https_serves_healthz_api_and_wss() {
     let r = https_get(&h, client_config(&[&h.cert], &[], &[]), "/healthz").await;
     assert_eq!(r.status, 200, "GET https /healthz without ALPN: {r:?}");
     let tls = tls_connect(h.daemon.http, client_config(&[&h.cert], &[], &[H1])).await;
-    assert_eq!(peer_leaf(&tls), h.cert.der, "HTTPS presents the [tls] certificate");
+    assert_eq!(
+        peer_leaf(&tls),
+        h.cert.der,
+        "HTTPS presents the [tls] certificate"
+    );
     assert_eq!(
         tls.get_ref().1.alpn_protocol(),
         Some(H1),
@@ -107,7 +111,12 @@ async fn https_serves_healthz_api_and_wss() {
     drop(tls);
 
     // The REST API over HTTPS, with the iceServers order.
-    let r = https_get(&h, client_config(&[&h.cert], &[], &[H1]), "/api/ice-servers").await;
+    let r = https_get(
+        &h,
+        client_config(&[&h.cert], &[], &[H1]),
+        "/api/ice-servers",
+    )
+    .await;
     assert_eq!(r.status, 200, "GET https /api/ice-servers: {r:?}");
     let v = r.json();
     assert_eq!(
@@ -146,7 +155,11 @@ async fn https_serves_healthz_api_and_wss() {
         .expect("a valid first message");
     let text = first.into_text().expect("welcome is a text message");
     let welcome: Value = serde_json::from_str(text.as_str()).expect("welcome is JSON");
-    assert_eq!(welcome["type"], json!("welcome"), "first wss message: {welcome}");
+    assert_eq!(
+        welcome["type"],
+        json!("welcome"),
+        "first wss message: {welcome}"
+    );
 
     // A join over wss gets iceServers in the same order.
     use futures_util::SinkExt as _;
@@ -182,7 +195,12 @@ async fn https_serves_healthz_api_and_wss() {
 async fn redirect_listener_sends_308_to_https() {
     let mut h = start_https().await;
     let port = h.daemon.http.port();
-    for path in ["/", "/healthz", "/r/some-room?x=1&y=two", "/api/ice-servers?key=abc"] {
+    for path in [
+        "/",
+        "/healthz",
+        "/r/some-room?x=1&y=two",
+        "/api/ice-servers?key=abc",
+    ] {
         let r = common::ws::http_get(h.redirect, path, &[]).await;
         assert_eq!(r.status, 308, "GET http://{}{path}: {r:?}", h.redirect);
         assert_eq!(
@@ -192,7 +210,12 @@ async fn redirect_listener_sends_308_to_https() {
         );
     }
     // The host comes from the request's Host header, without its port.
-    let r = get_over(tcp_connect(h.redirect).await, "turn.example.com:80", "/x?y=1").await;
+    let r = get_over(
+        tcp_connect(h.redirect).await,
+        "turn.example.com:80",
+        "/x?y=1",
+    )
+    .await;
     assert_eq!(r.status, 308, "{r:?}");
     assert_eq!(
         r.header("location"),
@@ -224,7 +247,11 @@ async fn sighup_reloads_the_https_certificate() {
     assert_eq!(r.status, 200, "{r:?}");
     // TURN over TLS shares the store.
     let tls = tls_connect(h.daemon.config.tls_listen[0], trust_both).await;
-    assert_eq!(peer_leaf(&tls), next.der, "turns: presents the reloaded certificate");
+    assert_eq!(
+        peer_leaf(&tls),
+        next.der,
+        "turns: presents the reloaded certificate"
+    );
     h.daemon.assert_alive();
 }
 

@@ -139,7 +139,10 @@ async fn idle_connections_without_an_allocation_are_closed() {
         StreamClient::new(tcp_connect(daemon.addr).await).with_creds(Creds::valid("idle-alloc"));
     allocated.allocate_ok().await;
 
-    for (what, s) in [("silent", &mut silent), ("Binding-only", &mut binder.stream)] {
+    for (what, s) in [
+        ("silent", &mut silent),
+        ("Binding-only", &mut binder.stream),
+    ] {
         match wait_closed(s, CLOSED_WITHIN + Duration::from_secs(2)).await {
             Closed::After(_) => {
                 let at = start.elapsed();
@@ -214,11 +217,8 @@ async fn connections_over_the_per_ip_limit_are_closed_at_once() {
     // The limit counts TCP and TLS together.
     refused(tls, "a TLS connection as the 4th from 127.0.0.1").await;
     for (i, c) in kept.iter_mut().enumerate() {
-        c.binding_ok(&format!(
-            "TCP connection {} after the refusals",
-            i + 1
-        ))
-        .await;
+        c.binding_ok(&format!("TCP connection {} after the refusals", i + 1))
+            .await;
     }
 
     // Another client address is not held to 127.0.0.1's limit.
@@ -287,7 +287,9 @@ async fn connections_over_the_total_limit_are_closed_at_once() {
         .expect("connect from 127.0.0.4");
     match wait_closed(&mut third, Duration::from_secs(3)).await {
         Closed::After(_) => {}
-        Closed::StillOpen => panic!("a 3rd connection over max_stream_connections = 2 is still open"),
+        Closed::StillOpen => {
+            panic!("a 3rd connection over max_stream_connections = 2 is still open")
+        }
     }
     a.binding_ok("connection 1 after the refusal").await;
     b.binding_ok("connection 2 after the refusal").await;

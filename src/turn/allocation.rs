@@ -48,6 +48,8 @@ pub struct PendingAllocate {
     /// ADDITIONAL-ADDRESS-FAMILY asked for IPv6 that this server lacks.
     pub ipv6_refused: bool,
     pub even_port: bool,
+    /// The token for the odd port reserved next to this one (R bit).
+    pub reservation: Option<[u8; 8]>,
 }
 
 #[derive(Debug, Clone)]

@@ -9,8 +9,10 @@ pub mod server;
 pub mod stats;
 pub mod wire;
 
+mod allocate;
 mod auth;
 mod relay;
+mod requests;
 mod retransmit;
 
 #[cfg(test)]
@@ -184,6 +186,8 @@ pub struct SharedState {
     pub ports_v6: Mutex<RelayPortPool>,
     pub users: Mutex<HashMap<String, u32>>,
     pub total: AtomicU32,
+    /// Ports held for a later Allocate that shows the RESERVATION-TOKEN.
+    pub reservations: Mutex<HashMap<[u8; 8], (u16, Instant)>>,
 }
 
 impl SharedState {
@@ -196,6 +200,7 @@ impl SharedState {
             ports_v6: Mutex::new(RelayPortPool::new(port_range.0, port_range.1, rng)),
             users: Mutex::new(HashMap::new()),
             total: AtomicU32::new(0),
+            reservations: Mutex::new(HashMap::new()),
         }
     }
 }

@@ -37,6 +37,26 @@ impl RelayPortPool {
         self.free.remove(pos)
     }
 
+    /// Takes an even port whose successor is also free, and the successor too
+    /// (EVEN-PORT with the R bit: RTP on the even port, RTCP on the next).
+    pub fn take_pair(&mut self) -> Option<u16> {
+        let pos = self
+            .free
+            .iter()
+            .position(|&p| p % 2 == 0 && p < u16::MAX && self.free.contains(&(p + 1)))?;
+        let port = self.free.remove(pos)?;
+        self.take_exact(port + 1);
+        Some(port)
+    }
+
+    /// Takes a specific port if it is free.
+    pub fn take_exact(&mut self, port: u16) -> bool {
+        match self.free.iter().position(|&p| p == port) {
+            Some(pos) => self.free.remove(pos).is_some(),
+            None => false,
+        }
+    }
+
     /// Returns a port. It goes to the back so a just-closed port is not handed
     /// straight to someone else while stray packets for it may still arrive.
     pub fn release(&mut self, port: u16) {
@@ -85,6 +105,18 @@ mod tests {
         }
         assert_eq!(pool.take(true), None);
         assert!(pool.take(false).is_some());
+    }
+
+    #[test]
+    fn pairs_for_rtp_and_rtcp() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let mut pool = RelayPortPool::new(50000, 50003, &mut rng);
+        let p = pool.take_pair().unwrap();
+        assert_eq!(p % 2, 0);
+        assert!(!pool.take_exact(p + 1), "the successor is taken with it");
+        let q = pool.take_pair().unwrap();
+        assert_ne!(p, q);
+        assert_eq!(pool.take_pair(), None);
     }
 
     #[test]

@@ -2,23 +2,20 @@
 //! worker's allocations; nothing here blocks, reads a clock or opens a socket.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 use stun::attributes::*;
 use stun::message::*;
 
-use super::allocation::{Allocation, BindError, PendingAllocate, Relay};
-use super::auth::{Authenticated, LogLimiter, Refusal};
+use super::allocation::Allocation;
+use super::auth::{LogLimiter, Refusal};
 use super::nonce::NonceIssuer;
-use super::policy::{PeerVerdict, unmap};
 use super::retransmit::ResponseCache;
 use super::stats::{AuthFailure, Stats};
 use super::wire::{self, DecodeError, PacketKind, Reply};
-use super::{ClientAddr, Command, CoreConfig, Family, Now, PeerSend, RelayId, SharedState};
+use super::{ClientAddr, Command, CoreConfig, Now, PeerSend, SharedState};
 
 /// Attributes each request method understands; any other comprehension-required
 /// attribute earns a 420. DONT-FRAGMENT is deliberately absent: we cannot
@@ -44,10 +41,10 @@ const CHANNEL_ATTRS: [AttrType; 2] = [ATTR_CHANNEL_NUMBER, ATTR_XOR_PEER_ADDRESS
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const RESPONSE_CACHE_ENTRIES: usize = 16 * 1024;
-const BIND_ATTEMPTS: u8 = 8;
+pub(super) const BIND_ATTEMPTS: u8 = 8;
 
 /// What a request handler decided.
-enum Handled {
+pub(super) enum Handled {
     Success(Reply),
     Error(u16, &'static str),
     /// The answer comes once the relay sockets are bound.
@@ -56,21 +53,21 @@ enum Handled {
 
 pub struct TurnCore {
     pub(super) cfg: Arc<CoreConfig>,
-    shared: Arc<SharedState>,
+    pub(super) shared: Arc<SharedState>,
     pub(super) nonces: NonceIssuer,
-    rng: Box<dyn rand::Rng + Send>,
+    pub(super) rng: Box<dyn rand::Rng + Send>,
     pub(super) allocations: FxHashMap<u64, Allocation>,
     pub(super) by_client: FxHashMap<ClientAddr, u64>,
-    next_id: u64,
-    id_stride: u64,
+    pub(super) next_id: u64,
+    pub(super) id_stride: u64,
     pub(super) commands: VecDeque<Command>,
-    cache: ResponseCache,
+    pub(super) cache: ResponseCache,
     pub(super) stats: Stats,
     pub(super) auth_log: LogLimiter,
     /// Users whose credentials were revoked, until the credential's expiry.
-    revoked: FxHashMap<String, u64>,
-    last_sweep: Option<Instant>,
-    draining: bool,
+    pub(super) revoked: FxHashMap<String, u64>,
+    pub(super) last_sweep: Option<Instant>,
+    pub(super) draining: bool,
 }
 
 impl TurnCore {
@@ -142,7 +139,12 @@ impl TurnCore {
 
     /// When `handle_timeout` wants to run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.allocations.is_empty() && self.cache.len() == 0 && self.revoked.is_empty() {
+        let reserved = self.shared.reservations.lock().is_ok_and(|r| !r.is_empty());
+        if self.allocations.is_empty()
+            && self.cache.len() == 0
+            && self.revoked.is_empty()
+            && !reserved
+        {
             return None;
         }
         Some(
@@ -329,7 +331,10 @@ impl TurnCore {
 
     /// The lifetime a request asks for, clamped to [default, max] as RFC 8656
     /// §7.2 describes; `Ok(None)` for an explicit 0.
-    fn requested_lifetime(&self, msg: &Message) -> Result<Option<Duration>, wire::BadAttribute> {
+    pub(super) fn requested_lifetime(
+        &self,
+        msg: &Message,
+    ) -> Result<Option<Duration>, wire::BadAttribute> {
         match wire::u32_attr(msg, ATTR_LIFETIME)? {
             Some(0) => Ok(None),
             Some(secs) => Ok(Some(
@@ -338,468 +343,6 @@ impl TurnCore {
             )),
             None => Ok(Some(self.cfg.default_lifetime)),
         }
-    }
-
-    fn allocate(
-        &mut self,
-        client: ClientAddr,
-        msg: &Message,
-        auth: &Authenticated,
-        fingerprint: bool,
-        now: Now,
-    ) -> Handled {
-        // A retransmission of the creating request was answered from the
-        // cache; anything else on a taken 5-tuple is a mismatch.
-        if self.by_client.contains_key(&client) {
-            return Handled::Error(437, "Allocation Mismatch");
-        }
-        if self.draining {
-            return Handled::Error(508, "Server Shutting Down");
-        }
-        match wire::attr(msg, ATTR_REQUESTED_TRANSPORT) {
-            None => return Handled::Error(400, "Missing REQUESTED-TRANSPORT"),
-            Some([17, _, _, _]) => {}
-            Some([_, _, _, _]) => return Handled::Error(442, "Unsupported Transport Protocol"),
-            Some(_) => return Handled::Error(400, "Bad REQUESTED-TRANSPORT"),
-        }
-        let even = match wire::attr(msg, ATTR_EVEN_PORT) {
-            None => None,
-            Some([b]) => Some(b & 0x80 != 0),
-            Some(_) => return Handled::Error(400, "Bad EVEN-PORT"),
-        };
-        let token = wire::attr(msg, ATTR_RESERVATION_TOKEN).is_some();
-        let family = match wire::attr(msg, ATTR_REQUESTED_ADDRESS_FAMILY) {
-            None => None,
-            Some([f, _, _, _]) => Some(*f),
-            Some(_) => return Handled::Error(400, "Bad REQUESTED-ADDRESS-FAMILY"),
-        };
-        let additional = match wire::attr(msg, wire::ATTR_ADDITIONAL_ADDRESS_FAMILY) {
-            None => None,
-            Some([f, _, _, _]) => Some(*f),
-            Some(_) => return Handled::Error(400, "Bad ADDITIONAL-ADDRESS-FAMILY"),
-        };
-        if token && (even.is_some() || family.is_some() || additional.is_some()) {
-            return Handled::Error(400, "Conflicting attributes");
-        }
-        if family.is_some() && additional.is_some() {
-            return Handled::Error(400, "Conflicting address family attributes");
-        }
-        if token {
-            // We never hand out reservation tokens, so none can be valid.
-            return Handled::Error(508, "Unknown Reservation Token");
-        }
-        if even == Some(true) {
-            return Handled::Error(508, "Port Reservation Unsupported");
-        }
-        let has_v4 = self.cfg.relay_v4.is_some();
-        let has_v6 = self.cfg.relay_v6.is_some();
-        let (want_v4, want_v6, ipv6_refused) = match (family, additional) {
-            (None | Some(0x01), None) => (true, false, false),
-            (Some(0x02), None) => (false, true, false),
-            (Some(_), None) => return Handled::Error(440, "Address Family not Supported"),
-            (None, Some(0x02)) => (true, has_v6, !has_v6),
-            _ => return Handled::Error(400, "Bad ADDITIONAL-ADDRESS-FAMILY"),
-        };
-        if (want_v4 && !has_v4) || (want_v6 && !has_v6) {
-            return Handled::Error(440, "Address Family not Supported");
-        }
-        let Ok(Some(lifetime)) = self.requested_lifetime(msg) else {
-            return Handled::Error(400, "Bad LIFETIME");
-        };
-        let user = &auth.username[auth.user_start..];
-        if self.shared.total.load(Ordering::Relaxed) >= self.cfg.max_allocations {
-            return Handled::Error(508, "Insufficient Capacity");
-        }
-        {
-            let Ok(mut users) = self.shared.users.lock() else {
-                return Handled::Error(500, "Server Error");
-            };
-            let count = users.entry(user.to_owned()).or_insert(0);
-            if *count >= self.cfg.user_quota {
-                return Handled::Error(486, "Allocation Quota Reached");
-            }
-            *count += 1;
-        }
-        self.shared.total.fetch_add(1, Ordering::Relaxed);
-
-        let id = self.next_id;
-        self.next_id += self.id_stride;
-        let mut alloc = Allocation {
-            id,
-            client,
-            username: auth.username.clone(),
-            user_start: auth.user_start,
-            v4: None,
-            v6: None,
-            expires: now.mono + lifetime,
-            permissions: Vec::new(),
-            channels: Vec::new(),
-            pending: Some(PendingAllocate {
-                transaction_id: msg.transaction_id.0,
-                key: auth.key.clone(),
-                fingerprint,
-                lifetime,
-                attempts: 0,
-                ipv6_refused,
-                even_port: even.is_some(),
-            }),
-        };
-        let even = even.is_some();
-        for (family, wanted) in [(Family::V4, want_v4), (Family::V6, want_v6)] {
-            if !wanted {
-                continue;
-            }
-            let Some(relay) = self.new_relay(family, even) else {
-                self.release(&alloc);
-                return Handled::Error(508, "Insufficient Capacity");
-            };
-            match family {
-                Family::V4 => alloc.v4 = Some(relay),
-                Family::V6 => alloc.v6 = Some(relay),
-            }
-        }
-        let binds: Vec<Command> = alloc
-            .relays()
-            .map(|(family, r)| Command::BindRelay {
-                relay: RelayId {
-                    allocation: id,
-                    family,
-                },
-                addr: r.bind,
-            })
-            .collect();
-        self.by_client.insert(client, id);
-        self.allocations.insert(id, alloc);
-        self.commands.extend(binds);
-        Handled::Pending
-    }
-
-    fn new_relay(&mut self, family: Family, even: bool) -> Option<Relay> {
-        let (bind, advertised) = match family {
-            Family::V4 => self.cfg.relay_v4?,
-            Family::V6 => self.cfg.relay_v6?,
-        };
-        let pool = match family {
-            Family::V4 => &self.shared.ports_v4,
-            Family::V6 => &self.shared.ports_v6,
-        };
-        let port = pool.lock().ok()?.take(even)?;
-        Some(Relay {
-            bind: SocketAddr::new(bind, port),
-            advertised: SocketAddr::new(advertised, port),
-            bound: false,
-        })
-    }
-
-    /// The driver's report on a `BindRelay` command.
-    pub fn relay_bound(&mut self, relay: RelayId, ok: bool, now: Now) {
-        let Some(alloc) = self.allocations.get_mut(&relay.allocation) else {
-            return;
-        };
-        if ok {
-            if let Some(r) = alloc.relay_mut(relay.family) {
-                r.bound = true;
-            }
-            if alloc.relays().all(|(_, r)| r.bound) {
-                self.finish_allocate(relay.allocation, now);
-            }
-            return;
-        }
-        // Another process holds the port: try another, a few times.
-        let attempts = alloc.pending.as_ref().map_or(BIND_ATTEMPTS, |p| p.attempts);
-        let even = alloc.pending.as_ref().is_some_and(|p| p.even_port);
-        let next = if attempts + 1 < BIND_ATTEMPTS {
-            self.new_relay(relay.family, even)
-        } else {
-            None
-        };
-        let Some(alloc) = self.allocations.get_mut(&relay.allocation) else {
-            return;
-        };
-        match next {
-            Some(new) => {
-                if let Some(p) = alloc.pending.as_mut() {
-                    p.attempts += 1;
-                }
-                let old = alloc
-                    .relay_mut(relay.family)
-                    .map(|r| std::mem::replace(r, new));
-                if let Some(old) = old {
-                    self.return_port(relay.family, old.bind.port());
-                }
-                self.commands.push_back(Command::BindRelay {
-                    relay,
-                    addr: new.bind,
-                });
-            }
-            None => {
-                tracing::warn!(
-                    allocation = relay.allocation,
-                    "no relay port could be bound"
-                );
-                let pending = alloc.pending.clone();
-                let client = alloc.client;
-                self.remove_allocation(relay.allocation);
-                if let Some(p) = pending {
-                    self.stats.allocation_failures += 1;
-                    let bytes = Reply::error_for(
-                        METHOD_ALLOCATE,
-                        p.transaction_id,
-                        508,
-                        "Insufficient Capacity",
-                    )
-                    .finish(Some(&p.key), p.fingerprint);
-                    self.cache
-                        .insert(client, p.transaction_id, bytes.clone(), now.mono);
-                    self.send_to_client(client, bytes);
-                }
-            }
-        }
-    }
-
-    fn finish_allocate(&mut self, id: u64, now: Now) {
-        let Some(alloc) = self.allocations.get_mut(&id) else {
-            return;
-        };
-        let Some(p) = alloc.pending.take() else {
-            return;
-        };
-        let mut r =
-            Reply::for_transaction(METHOD_ALLOCATE, CLASS_SUCCESS_RESPONSE, p.transaction_id);
-        for (_, relay) in alloc.relays() {
-            r.xor_addr(ATTR_XOR_RELAYED_ADDRESS, relay.advertised);
-        }
-        if p.ipv6_refused {
-            r.address_error(0x02, 440, "Address Family not Supported");
-        }
-        r.u32(ATTR_LIFETIME, p.lifetime.as_secs() as u32)
-            .xor_addr(ATTR_XORMAPPED_ADDRESS, alloc.client.addr);
-        let bytes = r.finish(Some(&p.key), p.fingerprint);
-        let client = alloc.client;
-        tracing::info!(
-            allocation = id,
-            client = %client.addr,
-            transport = client.transport.as_str(),
-            user = alloc.user(),
-            relay = ?alloc.relays().map(|(_, r)| r.advertised).collect::<Vec<_>>(),
-            lifetime = p.lifetime.as_secs(),
-            "allocation created"
-        );
-        self.stats.allocations_created += 1;
-        self.cache
-            .insert(client, p.transaction_id, bytes.clone(), now.mono);
-        self.send_to_client(client, bytes);
-    }
-
-    fn return_port(&mut self, family: Family, port: u16) {
-        let pool = match family {
-            Family::V4 => &self.shared.ports_v4,
-            Family::V6 => &self.shared.ports_v6,
-        };
-        if let Ok(mut pool) = pool.lock() {
-            pool.release(port);
-        }
-    }
-
-    /// Gives back an allocation's ports and quota.
-    fn release(&mut self, alloc: &Allocation) {
-        for (family, r) in alloc.relays() {
-            self.return_port(family, r.bind.port());
-        }
-        if let Ok(mut users) = self.shared.users.lock()
-            && let Some(count) = users.get_mut(alloc.user())
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                users.remove(alloc.user());
-            }
-        }
-        self.shared.total.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub(super) fn remove_allocation(&mut self, id: u64) {
-        let Some(alloc) = self.allocations.remove(&id) else {
-            return;
-        };
-        self.by_client.remove(&alloc.client);
-        for (family, r) in alloc.relays() {
-            if r.bound {
-                self.commands.push_back(Command::CloseRelay {
-                    relay: RelayId {
-                        allocation: id,
-                        family,
-                    },
-                    addr: r.bind,
-                });
-            }
-        }
-        self.release(&alloc);
-    }
-
-    /// The allocation a non-Allocate request acts on, with RFC 8656's checks.
-    fn own_allocation(&self, client: ClientAddr, auth: &Authenticated) -> Result<u64, Handled> {
-        let Some(&id) = self.by_client.get(&client) else {
-            return Err(Handled::Error(437, "Allocation Mismatch"));
-        };
-        match self.allocations.get(&id) {
-            Some(a) if a.username == auth.username => Ok(id),
-            Some(_) => Err(Handled::Error(441, "Wrong Credentials")),
-            None => Err(Handled::Error(437, "Allocation Mismatch")),
-        }
-    }
-
-    fn refresh(
-        &mut self,
-        client: ClientAddr,
-        msg: &Message,
-        auth: &Authenticated,
-        now: Now,
-    ) -> Handled {
-        let id = match self.own_allocation(client, auth) {
-            Ok(id) => id,
-            Err(h) => return h,
-        };
-        if let Some(v) = wire::attr(msg, ATTR_REQUESTED_ADDRESS_FAMILY) {
-            let family = match v.first() {
-                Some(0x01) => Family::V4,
-                Some(0x02) => Family::V6,
-                _ => return Handled::Error(440, "Address Family not Supported"),
-            };
-            if self
-                .allocations
-                .get(&id)
-                .is_none_or(|a| a.relay(family).is_none())
-            {
-                return Handled::Error(443, "Peer Address Family Mismatch");
-            }
-        }
-        let lifetime = match self.requested_lifetime(msg) {
-            Ok(l) => l,
-            Err(_) => return Handled::Error(400, "Bad LIFETIME"),
-        };
-        let granted = match lifetime {
-            None => {
-                tracing::info!(allocation = id, client = %client.addr, "allocation deleted by client");
-                self.remove_allocation(id);
-                0
-            }
-            Some(l) => {
-                if let Some(a) = self.allocations.get_mut(&id) {
-                    a.expires = now.mono + l;
-                }
-                l.as_secs() as u32
-            }
-        };
-        let mut r = Reply::new(METHOD_REFRESH, CLASS_SUCCESS_RESPONSE, msg);
-        r.u32(ATTR_LIFETIME, granted);
-        Handled::Success(r)
-    }
-
-    /// Validates a peer address against the allocation's families and the
-    /// policy. Returns the address to use (IPv4-mapped forms reduced to IPv4)
-    /// and whether it is reachable only as one of our relays.
-    fn vet_peer(&mut self, id: u64, peer: SocketAddr) -> Result<(SocketAddr, bool), Handled> {
-        let peer = SocketAddr::new(unmap(peer.ip()), peer.port());
-        let Some(alloc) = self.allocations.get(&id) else {
-            return Err(Handled::Error(437, "Allocation Mismatch"));
-        };
-        if !alloc.has_family(peer.ip()) {
-            return Err(Handled::Error(443, "Peer Address Family Mismatch"));
-        }
-        match self.cfg.policy.check_ip(peer.ip()) {
-            PeerVerdict::Allowed => Ok((peer, false)),
-            PeerVerdict::RelayOnly if self.cfg.policy.is_relay_port(peer.port()) => {
-                Ok((peer, true))
-            }
-            PeerVerdict::RelayOnly | PeerVerdict::Denied(_) => {
-                self.stats.permission_denied += 1;
-                tracing::info!(allocation = id, peer = %peer, "peer refused by policy (403)");
-                Err(Handled::Error(403, "Forbidden"))
-            }
-        }
-    }
-
-    fn create_permission(
-        &mut self,
-        client: ClientAddr,
-        msg: &Message,
-        auth: &Authenticated,
-        now: Now,
-    ) -> Handled {
-        let id = match self.own_allocation(client, auth) {
-            Ok(id) => id,
-            Err(h) => return h,
-        };
-        let peers = match wire::peer_addresses(msg) {
-            Ok(p) if !p.is_empty() => p,
-            _ => return Handled::Error(400, "Missing or bad XOR-PEER-ADDRESS"),
-        };
-        // All or nothing: vet every address before installing any.
-        let mut vetted = Vec::with_capacity(peers.len());
-        for peer in peers {
-            match self.vet_peer(id, peer) {
-                Ok(v) => vetted.push(v),
-                Err(h) => return h,
-            }
-        }
-        let max = self.cfg.max_permissions;
-        let Some(alloc) = self.allocations.get_mut(&id) else {
-            return Handled::Error(437, "Allocation Mismatch");
-        };
-        for (peer, relay_only) in vetted {
-            if !alloc.permit(peer.ip(), relay_only, now.mono, max) {
-                return Handled::Error(508, "Too Many Permissions");
-            }
-        }
-        Handled::Success(Reply::new(
-            METHOD_CREATE_PERMISSION,
-            CLASS_SUCCESS_RESPONSE,
-            msg,
-        ))
-    }
-
-    fn channel_bind(
-        &mut self,
-        client: ClientAddr,
-        msg: &Message,
-        auth: &Authenticated,
-        now: Now,
-    ) -> Handled {
-        let id = match self.own_allocation(client, auth) {
-            Ok(id) => id,
-            Err(h) => return h,
-        };
-        let number = match wire::attr(msg, ATTR_CHANNEL_NUMBER) {
-            Some(&[a, b, _, _]) => u16::from_be_bytes([a, b]),
-            _ => return Handled::Error(400, "Missing or bad CHANNEL-NUMBER"),
-        };
-        if !(wire::CHANNEL_MIN..=wire::CHANNEL_MAX).contains(&number) {
-            return Handled::Error(400, "Channel number out of range");
-        }
-        let peer = match wire::peer_addresses(msg).as_deref() {
-            Ok([peer, ..]) => *peer,
-            _ => return Handled::Error(400, "Missing or bad XOR-PEER-ADDRESS"),
-        };
-        let (peer, relay_only) = match self.vet_peer(id, peer) {
-            Ok(v) => v,
-            Err(h) => return h,
-        };
-        let (max_ch, max_perm) = (self.cfg.max_channels, self.cfg.max_permissions);
-        let Some(alloc) = self.allocations.get_mut(&id) else {
-            return Handled::Error(437, "Allocation Mismatch");
-        };
-        match alloc.bind_channel(number, peer, now.mono, max_ch) {
-            Ok(()) => {}
-            Err(BindError::Conflict) => {
-                return Handled::Error(400, "Channel already bound differently");
-            }
-            Err(BindError::Full) => return Handled::Error(508, "Too Many Channels"),
-        }
-        if !alloc.permit(peer.ip(), relay_only, now.mono, max_perm) {
-            return Handled::Error(508, "Too Many Permissions");
-        }
-        self.stats.channels_bound += 1;
-        Handled::Success(Reply::new(METHOD_CHANNEL_BIND, CLASS_SUCCESS_RESPONSE, msg))
     }
 
     /// Expires allocations, permissions, channels and cached answers.
@@ -825,6 +368,7 @@ impl TurnCore {
             a.prune(now.mono);
         }
         self.cache.expire(now.mono);
+        self.expire_reservations(now);
         self.revoked.retain(|_, until| *until >= now.unix);
     }
 

@@ -852,3 +852,64 @@ fn garbage_never_panics_and_valid_clients_keep_working() {
     let (ok, _) = allocate(&mut h, client(999), &cr);
     assert_eq!(ok.typ.class, CLASS_SUCCESS_RESPONSE);
 }
+
+#[test]
+fn even_port_reservations_pair_rtp_and_rtcp() {
+    let mut h = Harness::new(|_| {});
+    let cr = cred("rtp", 3600, "current");
+    let c1 = client(1);
+    let challenge = h.send(c1, &Req::new(METHOD_ALLOCATE).bytes()).unwrap();
+    let nonce = nonce_of(&challenge);
+    let r = h
+        .send(
+            c1,
+            &Req::new(METHOD_ALLOCATE)
+                .transport()
+                .attr(ATTR_EVEN_PORT, &[0x80])
+                .signed(&cr, &nonce),
+        )
+        .unwrap();
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE, "{:?}", code(&r));
+    let rtp = relayed(&r).port();
+    assert_eq!(rtp % 2, 0);
+    let token = r.get(ATTR_RESERVATION_TOKEN).expect("a reservation token");
+    assert_eq!(token.len(), 8);
+    let with_token = |h: &mut Harness, c| {
+        h.send(
+            c,
+            &Req::new(METHOD_ALLOCATE)
+                .transport()
+                .attr(ATTR_RESERVATION_TOKEN, &token)
+                .signed(&cr, &nonce),
+        )
+        .unwrap()
+    };
+    let r2 = with_token(&mut h, client(2));
+    assert_eq!(r2.typ.class, CLASS_SUCCESS_RESPONSE, "{:?}", code(&r2));
+    assert_eq!(relayed(&r2).port(), rtp + 1);
+    assert_eq!(code(&with_token(&mut h, client(3))), Some(508), "used once");
+
+    // An unclaimed reservation expires and its port returns to the pool.
+    let c4 = client(4);
+    let r = h
+        .send(
+            c4,
+            &Req::new(METHOD_ALLOCATE)
+                .transport()
+                .attr(ATTR_EVEN_PORT, &[0x80])
+                .signed(&cr, &nonce),
+        )
+        .unwrap();
+    let token = r.get(ATTR_RESERVATION_TOKEN).unwrap();
+    h.advance(31);
+    let late = h
+        .send(
+            client(5),
+            &Req::new(METHOD_ALLOCATE)
+                .transport()
+                .attr(ATTR_RESERVATION_TOKEN, &token)
+                .signed(&cr, &nonce),
+        )
+        .unwrap();
+    assert_eq!(code(&late), Some(508));
+}

@@ -2,7 +2,7 @@
 // loopback ports with a temporary config, launches Debian's Chromium through
 // playwright-core, and offers bounded waits. Nothing here mocks WebRTC: the
 // pages talk to the daemon's signaling and TURN like any browser would.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
@@ -62,6 +62,30 @@ function relayWindow() {
   return { min, max: min + 199 };
 }
 
+// Three distinct ports free over TCP: listeners that must not collide.
+async function distinctTcpPort(taken) {
+  for (let i = 0; i < 20; i += 1) {
+    const port = await freeTcpPort();
+    if (!taken.includes(port)) return port;
+  }
+  throw new Error('no distinct free TCP port on 127.0.0.1');
+}
+
+// A throwaway self-signed certificate (P-256) for localhost and 127.0.0.1,
+// made with the openssl command line in `dir`. Returns the PEM paths.
+export function makeCertificate(dir) {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    '-addext', 'extendedKeyUsage=serverAuth',
+    '-keyout', key, '-out', cert,
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return { cert, key };
+}
+
 // Daemons still running when the test process exits are killed.
 const children = new Set();
 process.on('exit', () => {
@@ -70,12 +94,21 @@ process.on('exit', () => {
 
 const ANSI = /\x1b\[[0-9;]*m/g;
 
-export async function startDaemon({ roomCapacity = 8 } = {}) {
+// tls: also serve TURN over TLS on a free port, with a certificate made
+// here for localhost (see makeCertificate); the URLs handed to the pages then
+// name localhost, the name on the certificate, which is what the browser
+// checks. The TLS port is daemon.tlsPort, the certificate daemon.cert.
+export async function startDaemon({ roomCapacity = 8, tls = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'natbridge-browser-'));
   const httpPort = await freeTcpPort();
   const turnPort = await freeTurnPort();
+  const tlsPort = tls ? await distinctTcpPort([httpPort, turnPort]) : null;
+  const certificate = tls ? makeCertificate(dir) : null;
   const relay = relayWindow();
   const config = join(dir, 'config.toml');
+  const tlsTurn = tls ? `tls_listen = ["127.0.0.1:${tlsPort}"]\n` : '';
+  const tlsHttp = tls ? 'public_host = "localhost"\n' : '';
+  const tlsSection = tls ? `\n[tls]\ncert = "${certificate.cert}"\nkey = "${certificate.key}"\n` : '';
   // Only what differs from the built-in defaults; [peers] stays default,
   // so relay-to-relay between two clients of this server must still work.
   writeFileSync(
@@ -85,16 +118,16 @@ listen = ["127.0.0.1:${turnPort}"]
 relay_ip = "127.0.0.1"
 relay_port_min = ${relay.min}
 relay_port_max = ${relay.max}
-
+${tlsTurn}
 [auth]
 secrets = ["${SECRET}"]
 
 [http]
 listen = "127.0.0.1:${httpPort}"
-
+${tlsHttp}
 [signaling]
 room_capacity = ${roomCapacity}
-`,
+${tlsSection}`,
   );
   const proc = spawn(BIN, ['serve', '--config', config], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -120,6 +153,8 @@ room_capacity = ${roomCapacity}
   const daemon = {
     url,
     turnPort,
+    tlsPort,
+    cert: certificate?.cert ?? null,
     log: () => log,
     async stop() {
       // The first SIGTERM starts draining, which waits for open allocations;
@@ -160,8 +195,15 @@ export const CHROMIUM_ARGS = [
 
 // Playwright gives the browser a fresh temporary --user-data-dir; each page
 // below also gets its own context (no shared storage), like separate people.
-export function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: STARTUP_TIMEOUT_MS });
+// extraArgs: more command-line switches, e.g. --ignore-certificate-errors.
+export function launchBrowser({ extraArgs = [], env } = {}) {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+    timeout: STARTUP_TIMEOUT_MS,
+    ...(env ? { env } : {}),
+  });
 }
 
 // A page with its console kept, to print when a test fails.
@@ -177,8 +219,9 @@ export async function openPage(browser, url, label) {
 }
 
 // Opens the call demo and joins `room`; resolves once in the call.
-export async function joinCall(browser, daemon, { room, name, relayOnly = false }) {
-  const page = await openPage(browser, `${daemon.url}/r/${room}`, name);
+// query: appended to the page's address, e.g. '?turn=tls'.
+export async function joinCall(browser, daemon, { room, name, relayOnly = false, query = '' }) {
+  const page = await openPage(browser, `${daemon.url}/r/${room}${query}`, name);
   await page.fill('#name', name);
   if (relayOnly) await page.check('#relay-only', { force: true });
   await page.click('#join-btn');
@@ -186,8 +229,36 @@ export async function joinCall(browser, daemon, { room, name, relayOnly = false 
   return page;
 }
 
-export function waitFor(page, fn, arg, timeout = EVENT_TIMEOUT_MS) {
-  return page.waitForFunction(fn, arg, { timeout, polling: 250 });
+// Polls `fn` (run in the page, sync or async) every 250 ms until it returns
+// something truthy. Not page.waitForFunction: that does not await an async
+// predicate, whose promise is truthy at once, so waitConnected and friends
+// would return without waiting. An exception counts as "not yet" (getStats
+// on a connection being replaced rejects, for one) and is reported if the
+// time runs out.
+export async function waitFor(page, fn, arg, timeout = EVENT_TIMEOUT_MS) {
+  const deadline = Date.now() + timeout;
+  let lastError = null;
+  for (;;) {
+    const left = Math.max(1, deadline - Date.now());
+    let timer;
+    try {
+      const value = await Promise.race([
+        page.evaluate(fn, arg),
+        new Promise((r) => { timer = setTimeout(r, left); }),
+      ]);
+      if (value) return value;
+    } catch (err) {
+      if (page.isClosed()) throw err;
+      lastError = err;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (Date.now() >= deadline) {
+      const why = lastError ? ` (last error: ${lastError.message})` : '';
+      throw new Error(`waitFor: not true after ${timeout} ms${why}: ${fn.toString().slice(0, 300)}`);
+    }
+    await sleep(Math.min(250, deadline - Date.now()));
+  }
 }
 
 // Waits until `page` has `count` peers, all in connectionState connected.

@@ -126,13 +126,12 @@ pub fn client_config(
     } else {
         versions
     };
-    let mut cfg = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .expect("TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut cfg =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     // Every handshake is a full one: a resumed session shows the certificate
     // of the session it resumes, not the one the server holds now.
@@ -249,7 +248,7 @@ fn frame_len(buf: &[u8]) -> Option<usize> {
 /// multiple of 4 bytes.
 pub fn channel_data_padded(number: u16, data: &[u8]) -> Vec<u8> {
     let mut v = channel_data(number, data);
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
     v
@@ -328,7 +327,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
 
     /// Sends `bytes` (a request with `tid`) and returns its response; other
     /// frames are stashed. Panics if none comes within [`REQUEST_TIMEOUT`].
-    pub async fn transact_bytes(&mut self, bytes: &[u8], tid: stun::agent::TransactionId) -> Message {
+    pub async fn transact_bytes(
+        &mut self,
+        bytes: &[u8],
+        tid: stun::agent::TransactionId,
+    ) -> Message {
         self.send_raw(bytes).await;
         self.response_to(tid).await
     }
@@ -442,8 +445,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
         let res = self.transact(&req).await;
         expect_error(&res, 401, "unauthenticated Allocate over a stream");
         self.learn(&res);
-        assert!(self.realm.is_some(), "401 without REALM: {}", describe(&res));
-        assert!(self.nonce.is_some(), "401 without NONCE: {}", describe(&res));
+        assert!(
+            self.realm.is_some(),
+            "401 without REALM: {}",
+            describe(&res)
+        );
+        assert!(
+            self.nonce.is_some(),
+            "401 without NONCE: {}",
+            describe(&res)
+        );
     }
 
     /// An authenticated request; a 438 is retried once with the new nonce.
@@ -463,7 +474,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
     }
 
     pub async fn allocate(&mut self) -> Message {
-        self.request(METHOD_ALLOCATE, || vec![udp_transport()]).await
+        self.request(METHOD_ALLOCATE, || vec![udp_transport()])
+            .await
     }
 
     /// An Allocate (UDP relay) that must succeed; returns the relayed address.
@@ -665,7 +677,9 @@ pub async fn wait_log(daemon: &Daemon, needle: &str, count: usize, within: Durat
             return;
         }
         if Instant::now() > deadline {
-            panic!("the daemon log does not show {needle:?} {count} times within {within:?} (seen {seen})");
+            panic!(
+                "the daemon log does not show {needle:?} {count} times within {within:?} (seen {seen})"
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -1,7 +1,7 @@
 // Entry point of the call demo: wires the lobby, the call, the call screen
 // and the control bar together, and exposes window.natbridge for debugging
 // and for the browser tests.
-import { $, toast } from './dom.js';
+import { $, el, toast } from './dom.js';
 import { hydrateIcons, setIcon } from './icons.js';
 import { LocalMedia } from './media.js';
 import { Call } from './call.js';
@@ -31,7 +31,8 @@ async function join(opts) {
   $('#call').hidden = false;
   $('#room-title').textContent = room;
   document.title = `${room} · natbridge`;
-  history.replaceState(null, '', `/r/${encodeURIComponent(room)}`);
+  // The query (e.g. ?turn=tls) stays, so a reload keeps the same filter.
+  history.replaceState(null, '', `/r/${encodeURIComponent(room)}${location.search}`);
   view.start(opts.name);
   renderControls();
   // Keyboard users land on the controls, not on the vanished Join button.
@@ -209,7 +210,14 @@ document.addEventListener('keydown', (ev) => {
   }
 });
 
-// The lobby and the settings panel each have a relay-only switch.
+// The lobby and the settings panel each have a relay-only switch; their
+// labels say when ?turn= limits the TURN transport (see call.js).
+if (call.turnOnly) {
+  for (const box of document.querySelectorAll('input[data-relay]')) {
+    box.parentElement.append(el('span', { class: 'hint turn-filter' }, ` · TURN over ${call.turnOnly.toUpperCase()} only`));
+  }
+}
+
 function setRelaySwitches(on) {
   for (const box of document.querySelectorAll('input[data-relay]')) box.checked = on;
 }

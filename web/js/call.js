@@ -27,6 +27,36 @@ function videoSendingFor(peerCount) {
   };
 }
 
+// Testing one TURN transport at a time: `?turn=udp`, `?turn=tcp` or
+// `?turn=tls` in the page's address keeps only the TURN URLs of that
+// transport (tls: the turns: URLs) in the iceServers the page uses, and drops
+// the STUN URLs. Combine it with "Relay only" to see whether that transport
+// alone gets a call through. Any other value is ignored.
+export const TURN_TRANSPORTS = ['udp', 'tcp', 'tls'];
+
+export function turnFilterFromUrl(search = globalThis.location?.search ?? '') {
+  const value = new URLSearchParams(search).get('turn')?.toLowerCase() ?? null;
+  if (value === null) return null;
+  if (TURN_TRANSPORTS.includes(value)) return value;
+  console.warn(`?turn=${value} ignored: expected one of ${TURN_TRANSPORTS.join(', ')}`);
+  return null;
+}
+
+// udp, tcp or tls for a turn:/turns: URL; null for anything else (stun:).
+function turnTransportOf(url) {
+  const m = /^(turns?):[^?]*(?:\?(.*))?$/i.exec(url);
+  if (!m) return null;
+  if (m[1].toLowerCase() === 'turns') return 'tls';
+  return (new URLSearchParams(m[2] ?? '').get('transport') || 'udp').toLowerCase();
+}
+
+export function filterIceServers(servers, only) {
+  if (!only) return servers;
+  return servers
+    .map((s) => ({ ...s, urls: [].concat(s.urls).filter((u) => turnTransportOf(u) === only) }))
+    .filter((s) => s.urls.length > 0);
+}
+
 export class Call extends Emitter {
   constructor(media) {
     super();
@@ -38,6 +68,8 @@ export class Call extends Emitter {
     this.selfId = null;
     this.iceServers = [];
     this.relayOnly = false;
+    // udp, tcp, tls or null: see turnFilterFromUrl.
+    this.turnOnly = turnFilterFromUrl();
     this.active = false;
 
     const s = this.signaling;
@@ -63,7 +95,7 @@ export class Call extends Emitter {
       this.#ensurePeer(from, false).handleSignal(kind, payload);
     });
     s.on('ice.credentials', ({ iceServers }) => {
-      this.iceServers = iceServers;
+      this.iceServers = filterIceServers(iceServers, this.turnOnly);
       this.#refreshIceServers();
       // The browser keeps refreshing its TURN allocations with the
       // credential they were made with, which is about to expire; an ICE
@@ -139,7 +171,7 @@ export class Call extends Emitter {
 
   #onJoined(msg) {
     this.selfId = msg.peerId;
-    this.iceServers = msg.iceServers;
+    this.iceServers = filterIceServers(msg.iceServers, this.turnOnly);
     const present = new Set(msg.peers.map((p) => p.id));
     if (!msg.resumed) {
       // A new peer id: every old connection is void. As the newcomer we
