@@ -9,7 +9,7 @@
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code)]
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::Read as _;
@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -26,21 +26,6 @@ use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use rand::RngExt as _;
 use sha1::Sha1;
-use stun::agent::TransactionId;
-use stun::attributes::*;
-use stun::error_code::ErrorCodeAttribute;
-use stun::fingerprint::FINGERPRINT;
-use stun::integrity::MessageIntegrity;
-use stun::message::*;
-use stun::textattrs::TextAttribute;
-use stun::uattrs::UnknownAttributes;
-use stun::xoraddr::XorMappedAddress;
-use tokio::net::UdpSocket;
-use turn::proto::data::Data;
-use turn::proto::lifetime::Lifetime;
-use turn::proto::peeraddr::PeerAddress;
-use turn::proto::reqtrans::RequestedTransport;
-use turn::proto::{PROTO_UDP, Protocol};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_natbridge");
 pub const REALM: &str = "natbridge";
