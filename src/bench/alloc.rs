@@ -4,18 +4,45 @@
 //! answers the 401 with an authenticated Allocate, and deletes the
 //! allocation with Refresh LIFETIME 0, until `--duration` passes or
 //! `--max-allocations` cycles have been started.
+//!
+//! Each UDP cycle binds the next port of the ephemeral range in turn, so a
+//! 5-tuple comes back only after the whole range (28,000 ports) has been
+//! used: like a population of distinct clients, and unlike a kernel that may
+//! hand out a port freed a moment ago, which a server that keeps a deleted
+//! allocation's state for a second (coturn does) would answer with 437.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use super::proto::{TurnClient, rest_credential};
 use super::stats::{self, Histogram};
-use super::transport::Connector;
+use super::transport::{Conn, Connector};
 use super::turn::{ServerCost, TurnArgs, TurnReport, count, run_id};
+
+/// The local ports UDP cycles take in turn (Linux's default ephemeral range).
+const PORT_FIRST: u32 = 32768;
+const PORTS: u32 = 60999 - 32768 + 1;
+
+/// A fresh connection; over UDP from the next free port in the rotation.
+async fn fresh(connector: &Connector, next_port: &AtomicU32) -> std::io::Result<Conn> {
+    if connector.kind.is_stream() {
+        return connector.connect().await;
+    }
+    let mut last = None;
+    for _ in 0..64 {
+        let port = PORT_FIRST + next_port.fetch_add(1, Ordering::Relaxed) % PORTS;
+        match connector.connect_from(port as u16).await {
+            Ok(c) => return Ok(c),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free local port")))
+}
 
 struct Tally {
     ok: u64,
@@ -28,6 +55,8 @@ pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
     let timeout = Duration::from_secs_f64(args.timeout);
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let claimed = Arc::new(AtomicU64::new(0));
+    let tid = super::proto::new_tid();
+    let next_port = Arc::new(AtomicU32::new(u16::from_be_bytes([tid[0], tid[1]]).into()));
     let run = run_id();
     let before = stats::sample(args.server_pid);
     let start = Instant::now();
@@ -35,6 +64,7 @@ pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
     for w in 0..args.clients {
         let connector = connector.clone();
         let claimed = claimed.clone();
+        let next_port = next_port.clone();
         let secret = args.secret.clone();
         let user = format!("{}-{run}-{w}", args.user);
         let max = args.max_allocations;
@@ -49,7 +79,7 @@ pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
                 let began = Instant::now();
                 let (username, password) = rest_credential(&secret, &user, 3600);
                 let cycle = async {
-                    let conn = connector.connect().await?;
+                    let conn = fresh(&connector, &next_port).await?;
                     let mut c = TurnClient::new(conn, username, password, timeout);
                     c.allocate(None).await?;
                     c.refresh(0).await

@@ -82,6 +82,13 @@ impl Connector {
     }
 
     pub async fn connect(&self) -> io::Result<Conn> {
+        self.connect_from(0).await
+    }
+
+    /// Like [`Connector::connect`], with a UDP client bound to local `port`
+    /// (0: any). Streams ignore the port: TIME_WAIT already keeps the kernel
+    /// from reusing a TCP 4-tuple at once.
+    pub async fn connect_from(&self, port: u16) -> io::Result<Conn> {
         match self.kind {
             TransportKind::Udp => {
                 let sock = socket2::Socket::new(
@@ -92,7 +99,7 @@ impl Connector {
                 // Room for a burst of echoes while the receiver is busy.
                 let _ = sock.set_recv_buffer_size(1 << 20);
                 sock.set_nonblocking(true)?;
-                sock.bind(&SocketAddr::new(self.local_ip(), 0).into())?;
+                sock.bind(&SocketAddr::new(self.local_ip(), port).into())?;
                 let sock = UdpSocket::from_std(sock.into())?;
                 sock.connect(self.server).await?;
                 Ok(Conn::Udp(Arc::new(sock)))

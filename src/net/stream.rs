@@ -203,7 +203,7 @@ fn handle_frame(state: &State, client: ClientAddr, frame: &[u8]) {
         if let Some(send) = st.core.handle_client(client, frame, Now::system())
             && let Some(relay) = st.relays.get(&send.relay)
         {
-            let _ = relay.socket.try_send_to(send.payload, send.peer);
+            let _ = relay.sender.send_to(send.payload, send.peer);
         }
         st.core.has_commands()
     };

@@ -75,14 +75,18 @@ pub fn summarize(board: &StatsBoard) -> (Stats, Option<Duration>) {
     (total, oldest)
 }
 
+/// Sends go through a std clone of each socket: a plain non-blocking
+/// sendto. tokio's `try_send_to` refuses until the reactor has seen the socket
+/// writable, which on a busy worker can drop the first packets of a new relay.
 pub(super) struct RelaySocket {
-    pub(super) socket: Rc<UdpSocket>,
+    pub(super) sender: std::net::UdpSocket,
     task: JoinHandle<()>,
 }
 
 pub(super) struct WorkerState {
     pub(super) core: TurnCore,
-    listeners: Vec<Rc<UdpSocket>>,
+    /// Std clones of the listening sockets, for sending (see `RelaySocket`).
+    listeners: Vec<std::net::UdpSocket>,
     pub(super) relays: HashMap<RelayId, RelaySocket>,
     /// TCP/TLS clients: where their frames are queued for writing.
     pub(super) streams: HashMap<ClientAddr, StreamHandle>,
@@ -166,9 +170,16 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
     );
     let core = TurnCore::new(cfg, shared, rng, index, workers);
     let mut socks = Vec::new();
+    let mut senders = Vec::new();
     for l in listeners {
-        match UdpSocket::from_std(l) {
-            Ok(s) => socks.push(Rc::new(s)),
+        match l
+            .try_clone()
+            .and_then(|c| UdpSocket::from_std(l).map(|s| (c, s)))
+        {
+            Ok((c, s)) => {
+                senders.push(c);
+                socks.push(Rc::new(s));
+            }
             Err(e) => {
                 tracing::error!(worker = index, error = %e, "cannot register listener");
                 return;
@@ -177,7 +188,7 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
     }
     let state: State = Rc::new(RefCell::new(WorkerState {
         core,
-        listeners: socks.clone(),
+        listeners: senders,
         relays: HashMap::new(),
         streams: HashMap::new(),
         buf: vec![0; BUF_LEN],
@@ -258,7 +269,7 @@ async fn listen_loop(state: State, sock: Rc<UdpSocket>, listener: u16) {
             if let Some(send) = core.handle_client(client, &buf[..n], now)
                 && let Some(relay) = relays.get(&send.relay)
             {
-                let _ = relay.socket.try_send_to(send.payload, send.peer);
+                let _ = relay.sender.send_to(send.payload, send.peer);
             }
             let pending = core.has_commands();
             drop(st);
@@ -296,7 +307,7 @@ async fn relay_loop(state: State, sock: Rc<UdpSocket>, relay: RelayId) {
                         s.send(buf[..out.len].to_vec());
                     }
                 } else if let Some(l) = listeners.get(usize::from(out.client.listener)) {
-                    let _ = l.try_send_to(&buf[..out.len], out.client.addr);
+                    let _ = l.send_to(&buf[..out.len], out.client.addr);
                 }
             }
             let pending = core.has_commands();
@@ -351,13 +362,15 @@ pub(super) fn process_commands(state: &State) {
                         s.send(bytes);
                     }
                 } else if let Some(l) = st.listeners.get(usize::from(client.listener)) {
-                    let _ = l.try_send_to(&bytes, client.addr);
+                    let _ = l.send_to(&bytes, client.addr);
                 }
             }
             Command::BindRelay { relay, addr } => {
-                let bound = sockets::relay_udp(addr).and_then(UdpSocket::from_std);
+                let bound = sockets::relay_udp(addr)
+                    .and_then(|s| s.try_clone().map(|c| (c, s)))
+                    .and_then(|(c, s)| UdpSocket::from_std(s).map(|s| (c, s)));
                 let ok = match bound {
-                    Ok(sock) => {
+                    Ok((sender, sock)) => {
                         let sock = Rc::new(sock);
                         let task = tokio::task::spawn_local(relay_loop(
                             state.clone(),
@@ -367,7 +380,7 @@ pub(super) fn process_commands(state: &State) {
                         state
                             .borrow_mut()
                             .relays
-                            .insert(relay, RelaySocket { socket: sock, task });
+                            .insert(relay, RelaySocket { sender, task });
                         true
                     }
                     Err(e) => {
