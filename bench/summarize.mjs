@@ -24,6 +24,7 @@ const median = (xs) => {
 };
 const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
 const all = (xs) => xs.map((x) => f(x, 2)).join(", ");
+const other = (rs) => median(rs.map((r) => r.interference?.other_cpu_seconds));
 const verdict = (ok) => (ok ? "**met**" : "**not met**");
 const out = [];
 const p = (s = "") => out.push(s);
@@ -35,10 +36,10 @@ const fnb = fixed("natbridge"), fct = fixed("coturn");
 const cpuNb = median(cpu(fnb)), cpuCt = median(cpu(fct));
 p("### Relay CPU per packet (100 clients x 50 pps x 160 B, ChannelData over UDP)");
 p();
-p("| server | CPU s per million relayed packets (rounds) | median | loss % (median) | RTT p99 ms (median) |");
-p("|---|---|---|---|---|");
+p("| server | CPU s per million relayed packets (rounds) | median | loss % (median) | RTT p99 ms (median) | other CPU s (median) |");
+p("|---|---|---|---|---|---|");
 for (const [name, rs] of [["natbridge", fnb], ["coturn", fct]]) {
-  p(`| ${name} | ${all(cpu(rs))} | ${f(median(cpu(rs)))} | ${f(median(rs.map((r) => r.loss_percent)), 3)} | ${f(median(rs.map((r) => r.rtt.p99_ms)), 3)} |`);
+  p(`| ${name} | ${all(cpu(rs))} | ${f(median(cpu(rs)))} | ${f(median(rs.map((r) => r.loss_percent)), 3)} | ${f(median(rs.map((r) => r.rtt.p99_ms)), 3)} | ${f(other(rs))} |`);
 }
 const cpuRatio = cpuNb / cpuCt;
 p();
@@ -59,8 +60,8 @@ const rates = Object.keys(ladder).map(Number).sort((a, b) => a - b);
 if (rates.length) {
   p("### Loss and RTT at increasing offered load (100 clients x RATE pps x 160 B)");
   p();
-  p("| offered pps | natbridge loss % | coturn loss % | natbridge RTT p99 ms | coturn RTT p99 ms | natbridge sent pps | coturn sent pps |");
-  p("|---|---|---|---|---|---|---|");
+  p("| offered pps | natbridge loss % | coturn loss % | natbridge RTT p99 ms | coturn RTT p99 ms | natbridge sent pps | coturn sent pps | other CPU s (nb / ct) |");
+  p("|---|---|---|---|---|---|---|---|");
   let onset = null;
   for (const rate of rates) {
     const l = ladder[rate];
@@ -68,7 +69,7 @@ if (rates.length) {
     const p99 = (rs) => median(rs.map((r) => r.rtt.p99_ms));
     const sent = (rs) => median(rs.map((r) => r.sent_pps));
     const offered = median([...l.natbridge, ...l.coturn].map((r) => r.offered_pps));
-    p(`| ${f(offered, 0)} | ${f(loss(l.natbridge), 3)} | ${f(loss(l.coturn), 3)} | ${f(p99(l.natbridge), 3)} | ${f(p99(l.coturn), 3)} | ${f(sent(l.natbridge), 0)} | ${f(sent(l.coturn), 0)} |`);
+    p(`| ${f(offered, 0)} | ${f(loss(l.natbridge), 3)} | ${f(loss(l.coturn), 3)} | ${f(p99(l.natbridge), 3)} | ${f(p99(l.coturn), 3)} | ${f(sent(l.natbridge), 0)} | ${f(sent(l.coturn), 0)} | ${f(other(l.natbridge))} / ${f(other(l.coturn))} |`);
     if (onset === null && loss(l.coturn) > 0.1) onset = { rate, offered, nb: loss(l.natbridge), ct: loss(l.coturn) };
   }
   p();

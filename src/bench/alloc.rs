@@ -59,6 +59,7 @@ pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
     let next_port = Arc::new(AtomicU32::new(u16::from_be_bytes([tid[0], tid[1]]).into()));
     let run = run_id();
     let before = stats::sample(args.server_pid);
+    let machine_before = stats::MachineSample::read();
     let start = Instant::now();
     let mut loops = Vec::new();
     for w in 0..args.clients {
@@ -125,6 +126,13 @@ pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
     report.allocations_per_sec = report.allocations_ok as f64 / report.setup_seconds.max(1e-9);
     report.allocate_latency = latency.summary();
     let after = stats::sample(args.server_pid);
+    let server_cpu = match (before, after) {
+        (Some(b), Some(a)) => a.cpu_seconds - b.cpu_seconds,
+        _ => 0.0,
+    };
+    if let (Some(m0), Some(m1)) = (machine_before, stats::MachineSample::read()) {
+        report.interference = Some(m0.others_since(&m1, server_cpu));
+    }
     if let (Some(pid), Some(b), Some(a)) = (args.server_pid, before, after) {
         let cpu = a.cpu_seconds - b.cpu_seconds;
         report.server_cost = Some(ServerCost {

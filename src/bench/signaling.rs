@@ -125,6 +125,8 @@ pub struct SignalingReport {
     pub relay_latency: Latency,
     pub errors: BTreeMap<String, u64>,
     pub server: Option<SignalingServer>,
+    /// What else used the machine while signaling.
+    pub interference: Option<stats::Interference>,
 }
 
 struct Shared {
@@ -385,6 +387,7 @@ pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
     let start = Instant::now() + Duration::from_millis(100);
     let deadline = start + Duration::from_secs_f64(args.duration * 2.0 + 1.0);
     let cpu_before = stats::sample(args.server_pid);
+    let machine_before = stats::MachineSample::read();
     let mut tasks = Vec::new();
     let mut k = 0u64;
     for (i, ws, target) in members {
@@ -434,6 +437,7 @@ pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
     }
     let traffic_seconds = start.elapsed().as_secs_f64();
     let cpu_after = stats::sample(args.server_pid);
+    let machine_after = stats::MachineSample::read();
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
@@ -450,6 +454,13 @@ pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
         for (e, n) in m.iter() {
             *report.errors.entry(e.clone()).or_default() += n;
         }
+    }
+    let server_cpu = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) => b.cpu_seconds - a.cpu_seconds,
+        _ => 0.0,
+    };
+    if let (Some(a), Some(b)) = (machine_before, machine_after) {
+        report.interference = Some(a.others_since(&b, server_cpu));
     }
     if let (Some(pid), Some(b), Some(c0), Some(c1)) =
         (args.server_pid, before, cpu_before, cpu_after)
@@ -494,6 +505,12 @@ pub fn print(r: &SignalingReport) {
             s.peak_rss_kib,
             s.cpu_seconds,
             s.cpu_us_per_message
+        );
+    }
+    if let Some(i) = &r.interference {
+        println!(
+            "machine: load generator {:.2} CPU s; everything else {:.2} CPU s, steal {:.2} s",
+            i.load_generator_cpu_seconds, i.other_cpu_seconds, i.steal_seconds
         );
     }
     if r.errors.is_empty() {

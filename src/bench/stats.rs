@@ -216,6 +216,69 @@ impl ProcSample {
     }
 }
 
+/// The whole machine's CPU time from /proc/stat, and this process's own, to
+/// tell how much of the machine something else used during a run (a busy
+/// machine makes a benchmark meaningless, and the report should say so).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MachineSample {
+    /// user + nice + system + irq + softirq, all CPUs, seconds.
+    pub busy_seconds: f64,
+    /// Time the hypervisor gave to someone else, seconds.
+    pub steal_seconds: f64,
+    /// This process's CPU time, seconds.
+    pub own_seconds: f64,
+}
+
+/// Parses the first (`cpu `) line of /proc/stat: (busy, steal) in ticks.
+pub fn parse_proc_stat(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)?;
+    Some((busy, *v.get(7).unwrap_or(&0)))
+}
+
+impl MachineSample {
+    pub fn read() -> Option<MachineSample> {
+        let (busy, steal) = parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)?;
+        let hz = clock_ticks();
+        Some(MachineSample {
+            busy_seconds: busy as f64 / hz,
+            steal_seconds: steal as f64 / hz,
+            own_seconds: ProcSample::read(std::process::id()).ok()?.cpu_seconds,
+        })
+    }
+
+    /// CPU seconds used between `self` and `later` by everything but this
+    /// process and the server (`server_cpu`, seconds in the same window),
+    /// and the steal time.
+    pub fn others_since(&self, later: &MachineSample, server_cpu: f64) -> Interference {
+        Interference {
+            other_cpu_seconds: (later.busy_seconds
+                - self.busy_seconds
+                - (later.own_seconds - self.own_seconds)
+                - server_cpu)
+                .max(0.0),
+            steal_seconds: later.steal_seconds - self.steal_seconds,
+            load_generator_cpu_seconds: later.own_seconds - self.own_seconds,
+        }
+    }
+}
+
+/// What else ran on the machine while measuring.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Interference {
+    /// CPU time of other processes and kernel threads (ksoftirqd included).
+    pub other_cpu_seconds: f64,
+    pub steal_seconds: f64,
+    /// This tool's own CPU time (load generator and echo peer).
+    pub load_generator_cpu_seconds: f64,
+}
+
 /// Samples `pid` when one is given; `None` (with a warning) when it cannot.
 pub fn sample(pid: Option<u32>) -> Option<ProcSample> {
     let pid = pid?;
@@ -308,5 +371,10 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
         let me = ProcSample::read(std::process::id()).unwrap();
         assert!(me.rss_kib > 0);
+        let stat = "cpu  100 5 20 1000 3 0 7 9 0 0\ncpu0 50 2 10 500 1 0 3 4 0 0\n";
+        assert_eq!(parse_proc_stat(stat), Some((132, 9)));
+        let a = MachineSample::read().unwrap();
+        let b = MachineSample::read().unwrap();
+        assert!(a.others_since(&b, 0.0).other_cpu_seconds >= 0.0);
     }
 }

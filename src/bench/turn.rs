@@ -138,6 +138,9 @@ pub struct TurnReport {
     pub rtt: Latency,
     pub errors: BTreeMap<String, u64>,
     pub server_cost: Option<ServerCost>,
+    /// What else used the machine while measuring (traffic phase, or the
+    /// whole run with --allocate-only).
+    pub interference: Option<stats::Interference>,
 }
 
 /// Resolves HOST:PORT (a name is looked up; the first address wins).
@@ -295,6 +298,7 @@ pub async fn run(args: TurnArgs) -> Result<TurnReport> {
         stop: stop_rx,
     };
     let cpu_before = stats::sample(args.server_pid);
+    let machine_before = stats::MachineSample::read();
     let size = args.size as usize;
     let mut receivers = Vec::new();
     let mut keep = Vec::new();
@@ -361,7 +365,15 @@ pub async fn run(args: TurnArgs) -> Result<TurnReport> {
         let _ = r.await;
     }
     let cpu_after = stats::sample(args.server_pid);
+    let machine_after = stats::MachineSample::read();
     echo.stop();
+    let server_cpu = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) => b.cpu_seconds - a.cpu_seconds,
+        _ => 0.0,
+    };
+    if let (Some(a), Some(b)) = (machine_before, machine_after) {
+        report.interference = Some(a.others_since(&b, server_cpu));
+    }
 
     report.packets_sent = counters.sent.load(Ordering::Relaxed);
     report.send_errors = counters.send_errors.load(Ordering::Relaxed);
@@ -470,6 +482,12 @@ pub fn print(r: &TurnReport) {
             s.rss_before_kib,
             s.rss_with_allocations_kib,
             s.rss_per_allocation_kib
+        );
+    }
+    if let Some(i) = &r.interference {
+        println!(
+            "machine: load generator {:.2} CPU s; everything else {:.2} CPU s, steal {:.2} s",
+            i.load_generator_cpu_seconds, i.other_cpu_seconds, i.steal_seconds
         );
     }
     if r.errors.is_empty() {
