@@ -11,6 +11,11 @@ use super::{AppState, json_error, origin};
 use crate::signal::limits::Refused;
 use crate::signal::{protocol, session};
 
+/// Bytes read from the socket at a time.
+const WS_READ_BUFFER: usize = 4096;
+/// Bytes of outgoing frames gathered before a write (a flush writes sooner).
+const WS_WRITE_BUFFER: usize = 4096;
+
 pub async fn ws(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -64,5 +69,11 @@ pub async fn ws(
         .protocols([protocol::SUBPROTOCOL])
         .max_message_size(frame_limit)
         .max_frame_size(frame_limit)
+        // tungstenite zero-fills its whole read buffer (128 KiB by default)
+        // on the first read, so the default costs 128 KiB of resident memory
+        // per connection; signaling messages are a few KiB at most and the
+        // buffer still grows for a larger frame.
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| session::run(socket, ctx, slot))
 }

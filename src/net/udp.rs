@@ -323,15 +323,19 @@ async fn relay_loop(state: State, sock: Rc<UdpSocket>, relay: RelayId) {
 async fn timer_loop(state: State, board: StatsBoard, index: usize) {
     // Report at once, so readiness and the watchdog see this worker alive.
     let mut last_stats = tokio::time::Instant::now() - STATS_INTERVAL;
+    let mut first = true;
     loop {
-        let wake = state.borrow().core.poll_timeout();
-        let sleep = wake
-            .map(|w| w.saturating_duration_since(std::time::Instant::now()))
-            .unwrap_or(STATS_INTERVAL)
-            .min(STATS_INTERVAL);
-        tokio::time::sleep(sleep).await;
-        state.borrow_mut().core.handle_timeout(Now::system());
-        process_commands(&state);
+        if !first {
+            let wake = state.borrow().core.poll_timeout();
+            let sleep = wake
+                .map(|w| w.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or(STATS_INTERVAL)
+                .min(STATS_INTERVAL);
+            tokio::time::sleep(sleep).await;
+            state.borrow_mut().core.handle_timeout(Now::system());
+            process_commands(&state);
+        }
+        first = false;
         if last_stats.elapsed() >= STATS_INTERVAL {
             last_stats = tokio::time::Instant::now();
             let stats = state.borrow().core.stats();
