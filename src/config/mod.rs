@@ -69,6 +69,8 @@ pub struct TurnSection {
     pub relay_port_max: u16,
     /// Packet-handling threads; 0 means one per CPU core.
     pub workers: usize,
+    /// Microseconds a worker waits, after handling packets, before it sleeps.
+    pub batch_delay_us: u32,
     /// Seconds.
     pub default_lifetime: u64,
     /// Seconds.
@@ -256,6 +258,7 @@ impl Default for TurnSection {
             relay_port_min: 49152,
             relay_port_max: 65535,
             workers: 0,
+            batch_delay_us: 1000,
             default_lifetime: 600,
             max_lifetime: 3600,
             nonce_lifetime: 600,

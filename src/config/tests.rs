@@ -56,6 +56,7 @@ fn expected_defaults() -> Config {
             relay_port_min: 49152,
             relay_port_max: 65535,
             workers: 0,
+            batch_delay_us: 1000,
             default_lifetime: 600,
             max_lifetime: 3600,
             nonce_lifetime: 600,
@@ -132,6 +133,7 @@ fn everything_changed() -> Config {
             relay_port_min: 40000,
             relay_port_max: 40999,
             workers: 4,
+            batch_delay_us: 250,
             default_lifetime: 300,
             max_lifetime: 7200,
             nonce_lifetime: 120,
@@ -696,6 +698,23 @@ fn workers_at_most_256() {
         "at most 256",
     );
     parse("[turn]\nworkers = 256\n").unwrap();
+}
+
+#[test]
+fn batch_delay_at_most_10ms() {
+    assert_error(
+        "[turn]\n\n\n\nbatch_delay_us = 10001\n",
+        "turn.batch_delay_us",
+        5,
+        "at most 10000",
+    );
+    assert_eq!(
+        parse("[turn]\nbatch_delay_us = 0\n")
+            .unwrap()
+            .turn
+            .batch_delay_us,
+        0
+    );
 }
 
 #[test]

@@ -42,6 +42,8 @@ impl Problem {
 }
 
 const MAX_WORKERS: usize = 256;
+/// A longer wait would add audible delay to relayed media.
+const MAX_BATCH_DELAY_US: u32 = 10_000;
 /// The channel number space, 0x4000 to 0x4FFF (RFC 8656).
 const MAX_CHANNELS: u32 = 4096;
 const MAX_REALM_LEN: usize = 127;
@@ -79,6 +81,15 @@ fn check_turn(turn: &TurnSection) -> Checked {
             format!(
                 "workers ({}) must be at most {MAX_WORKERS}; 0 means one per CPU core",
                 turn.workers
+            ),
+        ));
+    }
+    if turn.batch_delay_us > MAX_BATCH_DELAY_US {
+        return Err(Problem::new(
+            "turn.batch_delay_us",
+            format!(
+                "batch_delay_us ({}) must be at most {MAX_BATCH_DELAY_US} (10 ms); 0 turns batching off",
+                turn.batch_delay_us
             ),
         ));
     }

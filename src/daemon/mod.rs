@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow};
 use crate::config::Config;
 use crate::creds::Secrets;
 use crate::http::{ApiSettings, AppState};
+use crate::net::coalesce::BatchDelay;
 use crate::net::stream::{StreamSettings, reuseport_tcp};
 use crate::net::udp::{self, Control, StatsBoard, Worker, WorkerSetup};
 use crate::signal::ice::{IceIssuer, IceSettings, now_unix};
@@ -83,6 +84,8 @@ pub struct Daemon {
     http_listener: Option<std::net::TcpListener>,
     /// Certificates for turns: and HTTPS; reloaded on SIGHUP.
     certs: Option<Arc<CertStore>>,
+    /// `turn.batch_delay_us`, read by every worker before it sleeps.
+    batch_delay: BatchDelay,
 }
 
 /// `workers` SO_REUSEPORT listeners on every address, one set per worker.
@@ -171,6 +174,7 @@ impl Daemon {
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .with_context(|| format!("cannot bind HTTP {}", cfg.http.listen))?;
         let board: StatsBoard = Arc::new(Mutex::new(vec![None; n]));
+        let batch_delay = BatchDelay::new(cfg.turn.batch_delay_us);
         let mut workers = Vec::with_capacity(n);
         for (i, socks) in sockets.into_iter().enumerate() {
             workers.push(
@@ -184,6 +188,7 @@ impl Daemon {
                     shared: shared.clone(),
                     board: board.clone(),
                     streams: stream_settings.clone(),
+                    batch_delay: batch_delay.clone(),
                 })
                 .context("cannot start a TURN worker thread")?,
             );
@@ -227,6 +232,7 @@ impl Daemon {
             http,
             http_listener: Some(http_listener),
             certs,
+            batch_delay,
         })
     }
 
@@ -252,6 +258,7 @@ impl Daemon {
         if let Ok(mut api) = self.http.api.write() {
             *api = Arc::new(api_settings(cfg));
         }
+        self.batch_delay.set(cfg.turn.batch_delay_us);
         for w in &self.workers {
             let _ = w.control.send(Control::Reconfigure(core_cfg.clone()));
         }

@@ -8,10 +8,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -22,13 +24,14 @@ use crate::turn::{
     ClientAddr, Command, CoreConfig, Now, RelayId, SharedState, Transport, TurnCore,
 };
 
+use super::batch::{BATCH, RecvBatch};
+use super::coalesce::{self, BatchDelay};
 use super::sockets;
 use super::stream::{self, StreamHandle, StreamSettings};
 
-/// Largest UDP payload plus ChannelData headroom and stream padding.
-const BUF_LEN: usize = CHANNEL_HEADER_LEN + 65535 + 3;
-/// Datagrams handled per socket wake-up before yielding to other sockets.
-const BURST: usize = 64;
+/// Batches (of up to `batch::BATCH` datagrams) handled per socket wake-up
+/// before yielding to the other sockets.
+const BURST: usize = 4;
 const STATS_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Messages from the daemon to a worker.
@@ -90,7 +93,9 @@ pub(super) struct WorkerState {
     pub(super) relays: HashMap<RelayId, RelaySocket>,
     /// TCP/TLS clients: where their frames are queued for writing.
     pub(super) streams: HashMap<ClientAddr, StreamHandle>,
-    buf: Vec<u8>,
+    /// Receive buffers shared by every UDP socket of the worker: one task
+    /// runs at a time, and none holds it across an await.
+    batch: Rc<RefCell<RecvBatch>>,
 }
 
 pub(super) type State = Rc<RefCell<WorkerState>>;
@@ -106,6 +111,7 @@ pub struct WorkerSetup {
     pub shared: Arc<SharedState>,
     pub board: StatsBoard,
     pub streams: Arc<StreamSettings>,
+    pub batch_delay: BatchDelay,
 }
 
 /// Binds `workers` sockets on every listen address. Done before the workers
@@ -134,8 +140,10 @@ pub fn spawn_worker(setup: WorkerSetup) -> io::Result<Worker> {
     let thread = std::thread::Builder::new()
         .name(format!("turn-worker-{index}"))
         .spawn(move || {
+            let delay = setup.batch_delay.clone();
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_park(move || delay.before_park())
                 .build()
             {
                 Ok(rt) => rt,
@@ -164,6 +172,7 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
         shared,
         board,
         streams,
+        batch_delay: _,
     } = setup;
     let rng: Box<dyn rand::Rng + Send> = Box::new(
         <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng()),
@@ -191,7 +200,7 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
         listeners: senders,
         relays: HashMap::new(),
         streams: HashMap::new(),
-        buf: vec![0; BUF_LEN],
+        batch: Rc::new(RefCell::new(RecvBatch::new())),
     }));
     let mut tasks = Vec::new();
     for (i, sock) in socks.into_iter().enumerate() {
@@ -245,36 +254,48 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
 }
 
 async fn listen_loop(state: State, sock: Rc<UdpSocket>, listener: u16) {
+    let batch = state.borrow().batch.clone();
+    let fd = sock.as_raw_fd();
     loop {
         if sock.readable().await.is_err() {
             continue;
         }
         for _ in 0..BURST {
-            let mut st = state.borrow_mut();
-            let WorkerState {
-                core, relays, buf, ..
-            } = &mut *st;
-            let (n, from) = match sock.try_recv_from(buf) {
-                Ok(r) => r,
+            let mut b = batch.borrow_mut();
+            let n = match sock.try_io(Interest::READABLE, || b.recv(fd)) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier sends surface here; nothing to do.
                 Err(_) => continue,
             };
-            let client = ClientAddr {
-                transport: Transport::Udp,
-                addr: from,
-                listener,
-            };
             let now = Now::system();
-            if let Some(send) = core.handle_client(client, &buf[..n], now)
-                && let Some(relay) = relays.get(&send.relay)
-            {
-                let _ = relay.sender.send_to(send.payload, send.peer);
+            for i in 0..n {
+                let Some((slot, len, from)) = b.datagram(i) else {
+                    continue;
+                };
+                coalesce::note_datagram();
+                let client = ClientAddr {
+                    transport: Transport::Udp,
+                    addr: from,
+                    listener,
+                };
+                let mut st = state.borrow_mut();
+                let WorkerState { core, relays, .. } = &mut *st;
+                let bytes = &slot[CHANNEL_HEADER_LEN..CHANNEL_HEADER_LEN + len];
+                if let Some(send) = core.handle_client(client, bytes, now)
+                    && let Some(relay) = relays.get(&send.relay)
+                {
+                    let _ = relay.sender.send_to(send.payload, send.peer);
+                }
+                let pending = core.has_commands();
+                drop(st);
+                if pending {
+                    process_commands(&state);
+                }
             }
-            let pending = core.has_commands();
-            drop(st);
-            if pending {
-                process_commands(&state);
+            if n < BATCH {
+                drained(&sock);
+                break;
             }
         }
         tokio::task::yield_now().await;
@@ -282,42 +303,64 @@ async fn listen_loop(state: State, sock: Rc<UdpSocket>, listener: u16) {
 }
 
 async fn relay_loop(state: State, sock: Rc<UdpSocket>, relay: RelayId) {
+    let batch = state.borrow().batch.clone();
+    let fd = sock.as_raw_fd();
     loop {
         if sock.readable().await.is_err() {
             continue;
         }
         for _ in 0..BURST {
-            let mut st = state.borrow_mut();
-            let WorkerState {
-                core,
-                listeners,
-                buf,
-                streams,
-                ..
-            } = &mut *st;
-            let (n, peer) = match sock.try_recv_from(&mut buf[CHANNEL_HEADER_LEN..BUF_LEN - 3]) {
-                Ok(r) => r,
+            let mut b = batch.borrow_mut();
+            let n = match sock.try_io(Interest::READABLE, || b.recv(fd)) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             };
             let now = Now::system();
-            if let Some(out) = core.handle_peer(relay, peer, buf, n, now) {
-                if out.client.transport.is_stream() {
-                    if let Some(s) = streams.get(&out.client) {
-                        s.send(buf[..out.len].to_vec());
+            for i in 0..n {
+                let Some((slot, len, peer)) = b.datagram(i) else {
+                    continue;
+                };
+                coalesce::note_datagram();
+                let mut st = state.borrow_mut();
+                let WorkerState {
+                    core,
+                    listeners,
+                    streams,
+                    ..
+                } = &mut *st;
+                if let Some(out) = core.handle_peer(relay, peer, slot, len, now) {
+                    if out.client.transport.is_stream() {
+                        if let Some(s) = streams.get(&out.client) {
+                            s.send(slot[..out.len].to_vec());
+                        }
+                    } else if let Some(l) = listeners.get(usize::from(out.client.listener)) {
+                        let _ = l.send_to(&slot[..out.len], out.client.addr);
                     }
-                } else if let Some(l) = listeners.get(usize::from(out.client.listener)) {
-                    let _ = l.send_to(&buf[..out.len], out.client.addr);
+                }
+                let pending = core.has_commands();
+                drop(st);
+                if pending {
+                    process_commands(&state);
                 }
             }
-            let pending = core.has_commands();
-            drop(st);
-            if pending {
-                process_commands(&state);
+            if n < BATCH {
+                drained(&sock);
+                break;
             }
         }
         tokio::task::yield_now().await;
     }
+}
+
+/// A short batch emptied the socket: tell tokio, so that the task sleeps
+/// until the next datagram instead of making a `recvmmsg` that returns EAGAIN.
+/// A datagram that arrived meanwhile is not missed: its edge is still queued
+/// in epoll, and tokio only clears readiness that no newer event has set.
+fn drained(sock: &UdpSocket) {
+    let _ = sock.try_io(Interest::READABLE, || {
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
 }
 
 async fn timer_loop(state: State, board: StatsBoard, index: usize) {
