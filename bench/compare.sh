@@ -66,7 +66,7 @@ if [ "$QUICK" = 1 ]; then
     FIXED_SECS=2; LADDER_SECS=2; LADDER_RATES="100 400"; ALLOC_SECS=2
     MEM_CLIENTS=100; TPUT_SECS=2; SIG_PEERS=400; SIG_RATE=800; SIG_SECS=3
 else
-    FIXED_SECS=10; LADDER_SECS=5; LADDER_RATES="50 100 200 300 400 600 800"; ALLOC_SECS=8
+    FIXED_SECS=10; LADDER_SECS=5; LADDER_RATES="50 100 200 300 400 450 500 550 600 800"; ALLOC_SECS=8
     MEM_CLIENTS=1000; TPUT_SECS=6; SIG_PEERS=10000; SIG_RATE=20000; SIG_SECS=10
 fi
 
@@ -76,8 +76,8 @@ fi
 SERVER_PID=
 SERVER_NAME=
 
-start_natbridge() { # workers cpus [tag]
-    local workers=$1 cpus=$2 tag=${3:-natbridge}
+start_natbridge() { # workers cpus [tag] [batch_delay_us]
+    local workers=$1 cpus=$2 tag=${3:-natbridge} delay=${4:-}
     cat >"$OUT/natbridge.toml" <<EOF
 [turn]
 listen = ["127.0.0.1:$NB_PORT"]
@@ -86,6 +86,7 @@ relay_ip = "127.0.0.1"
 relay_port_min = $RELAY_MIN
 relay_port_max = $RELAY_MAX
 workers = $workers
+${delay:+batch_delay_us = $delay}
 max_allocations = 20000
 user_quota = 100000
 [auth]
@@ -179,6 +180,10 @@ for round in $(seq "$ROUNDS"); do
     log "round $round/$ROUNDS: relay CPU at a fixed load (100 clients x 50 pps x 160 B, ${FIXED_SECS}s)"
     fixed() { bench_turn "fixed-$1-r$round" --clients 100 --rate 50 --size 160 --duration "$FIXED_SECS"; }
     each_server fixed
+    # The same load without wake-up coalescing: what batch_delay_us buys.
+    start_natbridge 1 "$SERVER_CPUS" natbridge-nodelay 0
+    fixed natbridge-nodelay
+    stop_server
 
     log "round $round/$ROUNDS: authenticated allocations/s (32 at a time, ${ALLOC_SECS}s)"
     allocs() { bench_turn "alloc-$1-r$round" --allocate-only --clients 32 --duration "$ALLOC_SECS"; }

@@ -32,14 +32,16 @@ const p = (s = "") => out.push(s);
 // --- Relay CPU at a fixed load
 const fixed = (srv) => rounds(new RegExp(`^fixed-${srv}-r\\d+\\.json$`));
 const cpu = (rs) => rs.map((r) => r.server_cost?.cpu_seconds_per_million_packets);
-const fnb = fixed("natbridge"), fct = fixed("coturn");
+const fnb = fixed("natbridge"), fct = fixed("coturn"), fnb0 = fixed("natbridge-nodelay");
 const cpuNb = median(cpu(fnb)), cpuCt = median(cpu(fct));
 p("### Relay CPU per packet (100 clients x 50 pps x 160 B, ChannelData over UDP)");
 p();
-p("| server | CPU s per million relayed packets (rounds) | median | loss % (median) | RTT p99 ms (median) | other CPU s (median) |");
+p("| server | CPU s per million relayed packets (rounds) | median | loss % (median) | RTT p50 / p99 ms (median) | other CPU s (median) |");
 p("|---|---|---|---|---|---|");
-for (const [name, rs] of [["natbridge", fnb], ["coturn", fct]]) {
-  p(`| ${name} | ${all(cpu(rs))} | ${f(median(cpu(rs)))} | ${f(median(rs.map((r) => r.loss_percent)), 3)} | ${f(median(rs.map((r) => r.rtt.p99_ms)), 3)} | ${f(other(rs))} |`);
+const fixedRows = [["natbridge", fnb], ["coturn", fct]];
+if (fnb0.length) fixedRows.push(["natbridge, batch_delay_us = 0", fnb0]);
+for (const [name, rs] of fixedRows) {
+  p(`| ${name} | ${all(cpu(rs))} | ${f(median(cpu(rs)))} | ${f(median(rs.map((r) => r.loss_percent)), 3)} | ${f(median(rs.map((r) => r.rtt.p50_ms)), 3)} / ${f(median(rs.map((r) => r.rtt.p99_ms)), 3)} | ${f(other(rs))} |`);
 }
 const cpuRatio = cpuNb / cpuCt;
 p();
