@@ -1,0 +1,210 @@
+use super::values::parse_cidr;
+use super::*;
+use ipnet::IpNet;
+use std::collections::BTreeSet;
+use std::net::Ipv6Addr;
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn net(text: &str) -> IpNet {
+    text.parse().unwrap()
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "config.toml")
+}
+
+fn error_of(text: &str) -> ConfigError {
+    match parse(text) {
+        Ok(config) => panic!("expected an error, got {config:?}\nfrom:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the error's key and line, and that its message contains `fragment`.
+#[track_caller]
+fn assert_error(text: &str, key: &str, line: usize, fragment: &str) {
+    let e = error_of(text);
+    assert_eq!(e.key.as_deref(), Some(key), "key of {e}");
+    assert_eq!(e.line, Some(line), "line of {e}");
+    assert!(e.message.contains(fragment), "{e:?} lacks {fragment:?}");
+    assert_eq!(e.origin, "config.toml");
+}
+
+/// A [turn] section whose line 5 is `line5`, with ordinary lines around it.
+fn turn_with_line5(line5: &str) -> String {
+    format!(
+        "# test\n[turn]\nrealm = \"example.org\"\nworkers = 2\n{line5}\nuser_quota = 5\n\n[log]\nlevel = \"debug\"\n"
+    )
+}
+
+fn auth_with_line5(line5: &str) -> String {
+    format!("# test\n\n[auth]\ncredential_ttl = 3600\n{line5}\nexpiry_grace = 5\n")
+}
+
+fn http_with_line5(line5: &str) -> String {
+    format!("# test\n[http]\napi_requests_per_minute = 30\n\n{line5}\n")
+}
+
+fn expected_defaults() -> Config {
+    Config {
+        turn: TurnSection {
+            listen: vec![addr("0.0.0.0:3478")],
+            realm: "natbridge".into(),
+            relay_ip: IpSetting::Auto,
+            relay_ipv6: IpSetting::None,
+            external_ip: IpSetting::Auto,
+            external_ipv6: IpSetting::Auto,
+            relay_port_min: 49152,
+            relay_port_max: 65535,
+            workers: 0,
+            batch_delay_us: 1000,
+            default_lifetime: 600,
+            max_lifetime: 3600,
+            nonce_lifetime: 600,
+            user_quota: 10,
+            max_allocations: 10000,
+            max_permissions: 64,
+            max_channels: 128,
+            tcp: true,
+            tls_listen: vec![],
+            max_stream_connections: 10000,
+            max_stream_connections_per_ip: 64,
+            tls_handshake_timeout: 10,
+            stream_idle_timeout: 30,
+            stream_send_queue: 512,
+        },
+        auth: AuthSection {
+            secrets: None,
+            credential_ttl: 86400,
+            expiry_grace: 0,
+        },
+        peers: PeerSection {
+            allow: vec![],
+            deny: vec![],
+            allow_lan: false,
+        },
+        log: LogSection {
+            level: "info".into(),
+            format: LogFormat::Text,
+        },
+        http: HttpSection {
+            listen: addr("0.0.0.0:8080"),
+            public_host: "auto".into(),
+            api_keys: vec![],
+            admin_token: String::new(),
+            api_requests_per_minute: 60,
+            tls: false,
+            redirect_listen: String::new(),
+        },
+        tls: TlsSection {
+            cert: String::new(),
+            key: String::new(),
+        },
+        signaling: SignalingSection {
+            room_capacity: 8,
+            jwt_secret: String::new(),
+            allowed_origins: vec![],
+            max_message_bytes: 65536,
+            messages_per_second: 50,
+            burst: 100,
+            max_connections: 10000,
+            max_connections_per_ip: 100,
+            join_timeout: 10,
+            heartbeat_interval: 20,
+            resume_grace: 20,
+            send_queue: 256,
+        },
+        service: ServiceSection { drain_timeout: 30 },
+        metrics: MetricsSection {
+            listen: "http".into(),
+        },
+    }
+}
+
+/// Every field different from its default.
+fn everything_changed() -> Config {
+    Config {
+        turn: TurnSection {
+            listen: vec![addr("192.0.2.10:3478"), addr("[2001:db8::1]:3479")],
+            realm: "example.org".into(),
+            relay_ip: IpSetting::Ip("192.0.2.10".parse().unwrap()),
+            relay_ipv6: IpSetting::Auto,
+            external_ip: IpSetting::Ip("198.51.100.7".parse().unwrap()),
+            external_ipv6: IpSetting::Ip("2001:db8::7".parse().unwrap()),
+            relay_port_min: 40000,
+            relay_port_max: 40999,
+            workers: 4,
+            batch_delay_us: 250,
+            default_lifetime: 300,
+            max_lifetime: 7200,
+            nonce_lifetime: 120,
+            user_quota: 3,
+            max_allocations: 500,
+            max_permissions: 16,
+            max_channels: 4096,
+            tcp: false,
+            tls_listen: vec![addr("0.0.0.0:5349"), addr("[::]:443")],
+            max_stream_connections: 100,
+            max_stream_connections_per_ip: 100,
+            tls_handshake_timeout: 120,
+            stream_idle_timeout: 3600,
+            stream_send_queue: 8,
+        },
+        auth: AuthSection {
+            secrets: Some(vec!["new \"quoted\" secret".into(), "old-secret".into()]),
+            credential_ttl: 600,
+            expiry_grace: 30,
+        },
+        peers: PeerSection {
+            allow: vec![net("10.1.2.3/32"), net("fd00::/8")],
+            deny: vec![net("203.0.113.0/24")],
+            allow_lan: true,
+        },
+        log: LogSection {
+            level: "natbridge=trace,warn".into(),
+            format: LogFormat::Json,
+        },
+        http: HttpSection {
+            listen: addr("[::]:8443"),
+            public_host: "turn.example.com".into(),
+            api_keys: vec!["app-key-one".into(), "app-key-two".into()],
+            admin_token: "admin-token-0123456789".into(),
+            api_requests_per_minute: 120,
+            tls: true,
+            redirect_listen: "0.0.0.0:80".into(),
+        },
+        tls: TlsSection {
+            cert: "/etc/letsencrypt/live/turn.example.com/fullchain.pem".into(),
+            key: "/etc/natbridge/key \"quoted\".pem".into(),
+        },
+        signaling: SignalingSection {
+            room_capacity: 2,
+            jwt_secret: "jwt \"secret\" 0123456789".into(),
+            allowed_origins: vec![
+                "https://meet.example.com".into(),
+                "http://localhost:3000".into(),
+            ],
+            max_message_bytes: 256,
+            messages_per_second: 10,
+            burst: 1,
+            max_connections: 500,
+            max_connections_per_ip: 500,
+            join_timeout: 3600,
+            heartbeat_interval: 300,
+            resume_grace: 0,
+            send_queue: 8,
+        },
+        service: ServiceSection { drain_timeout: 0 },
+        metrics: MetricsSection {
+            listen: "127.0.0.1:9100".into(),
+        },
+    }
+}
+
+mod file;
+mod semantics;
+mod streams;
+mod web;
