@@ -101,12 +101,16 @@ fn status_line(daemon: &Daemon) -> String {
 
 /// Stops taking new work, lets existing allocations relay until they end or
 /// the timeout passes, then stops. A second signal cuts the wait short.
+/// How often the drain looks at the workers' counts.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
 async fn drain(
     daemon: Daemon,
     timeout: Duration,
     term: &mut tokio::signal::unix::Signal,
     int: &mut tokio::signal::unix::Signal,
 ) {
+    let started = Instant::now();
     daemon.drain();
     let deadline = tokio::time::Instant::now() + timeout;
     tracing::info!(
@@ -114,12 +118,15 @@ async fn drain(
         "draining: no new allocations or joins"
     );
     loop {
-        let (turn, _) = summarize(&daemon.stats);
+        let (turn, oldest) = summarize(&daemon.stats);
         notify::stopping(&format!(
             "draining: {} allocations left",
             turn.allocations_active
         ));
-        if turn.allocations_active == 0 {
+        // Only counts every worker posted after the drain began can say that
+        // nothing is left: an older report may predate the last allocation.
+        let fresh = oldest.is_some_and(|age| age <= started.elapsed());
+        if fresh && turn.allocations_active == 0 {
             break;
         }
         tokio::select! {
@@ -127,7 +134,7 @@ async fn drain(
                 tracing::info!(allocations = turn.allocations_active, "drain timeout reached");
                 break;
             }
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(DRAIN_POLL) => {}
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

@@ -212,7 +212,7 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
     }
     tasks.push(tokio::task::spawn_local(timer_loop(
         state.clone(),
-        board,
+        board.clone(),
         index,
     )));
     for (listeners, secure) in [(tcp, false), (tls, true)] {
@@ -243,6 +243,8 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
         }
         drop(st);
         process_commands(&state);
+        // The drain (and a reload) waits for counts newer than its request.
+        report(&state, &board, index);
     }
     for t in tasks {
         t.abort();
@@ -365,33 +367,35 @@ fn drained(sock: &UdpSocket) {
 
 async fn timer_loop(state: State, board: StatsBoard, index: usize) {
     // Report at once, so readiness and the watchdog see this worker alive.
-    let mut last_stats = tokio::time::Instant::now() - STATS_INTERVAL;
-    let mut first = true;
+    report(&state, &board, index);
+    let mut last_stats = tokio::time::Instant::now();
     loop {
-        if !first {
-            let wake = state.borrow().core.poll_timeout();
-            let sleep = wake
-                .map(|w| w.saturating_duration_since(std::time::Instant::now()))
-                .unwrap_or(STATS_INTERVAL)
-                .min(STATS_INTERVAL);
-            tokio::time::sleep(sleep).await;
-            state.borrow_mut().core.handle_timeout(Now::system());
-            process_commands(&state);
-        }
-        first = false;
+        let wake = state.borrow().core.poll_timeout();
+        let sleep = wake
+            .map(|w| w.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or(STATS_INTERVAL)
+            .min(STATS_INTERVAL);
+        tokio::time::sleep(sleep).await;
+        state.borrow_mut().core.handle_timeout(Now::system());
+        process_commands(&state);
         if last_stats.elapsed() >= STATS_INTERVAL {
             last_stats = tokio::time::Instant::now();
-            let stats = state.borrow().core.stats();
-            if let Ok(mut b) = board.lock() {
-                if b.len() <= index {
-                    b.resize(index + 1, None);
-                }
-                b[index] = Some(WorkerReport {
-                    stats,
-                    at: std::time::Instant::now(),
-                });
-            }
+            report(&state, &board, index);
         }
+    }
+}
+
+/// Posts this worker's counters on the board, stamped now.
+fn report(state: &State, board: &StatsBoard, index: usize) {
+    let stats = state.borrow().core.stats();
+    if let Ok(mut b) = board.lock() {
+        if b.len() <= index {
+            b.resize(index + 1, None);
+        }
+        b[index] = Some(WorkerReport {
+            stats,
+            at: std::time::Instant::now(),
+        });
     }
 }
 

@@ -541,6 +541,7 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
+pub mod http;
 pub mod ws;
 
 // ---------------------------------------------------------------------------
