@@ -7,7 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::ws::{WsClient, http_get, type_of, wait_http};
+use common::http::http_get;
+use common::ws::{WsClient, type_of, wait_http};
 use common::*;
 use serde_json::Value;
 

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::ws::{HttpResponse, WsClient, http_get, wait_http};
+use common::http::{HttpResponse, http_get};
+use common::ws::{WsClient, wait_http};
 use common::*;
 
 /// Workers publish their counters every ~0.5 s; give them this long.

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::ws::http_get;
+use common::http::http_get;
 use common::*;
 use tokio::net::UnixDatagram;
 

@@ -304,7 +304,7 @@ async fn allocate_within(c: &mut TcpClient, within: Duration) -> SocketAddr {
 }
 
 async fn allocations_active(http: SocketAddr) -> Option<f64> {
-    let r = common::ws::http_get(http, "/metrics", &[]).await;
+    let r = common::http::http_get(http, "/metrics", &[]).await;
     assert_eq!(r.status, 200, "/metrics: {r:?}");
     r.body.lines().find_map(|l| {
         let rest = l.strip_prefix("natbridge_turn_allocations_active")?;

@@ -201,7 +201,7 @@ async fn redirect_listener_sends_308_to_https() {
         "/r/some-room?x=1&y=two",
         "/api/ice-servers?key=abc",
     ] {
-        let r = common::ws::http_get(h.redirect, path, &[]).await;
+        let r = common::http::http_get(h.redirect, path, &[]).await;
         assert_eq!(r.status, 308, "GET http://{}{path}: {r:?}", h.redirect);
         assert_eq!(
             r.header("location"),
@@ -269,7 +269,7 @@ async fn ice_servers_list_udp_tcp_then_tls() {
     let want = expected_turn_urls(&daemon, true);
     assert_eq!(want.len(), 3);
 
-    let r = common::ws::http_get(daemon.http, "/api/ice-servers", &[]).await;
+    let r = common::http::http_get(daemon.http, "/api/ice-servers", &[]).await;
     assert_eq!(r.status, 200, "{r:?}");
     let v = r.json();
     assert_eq!(turn_urls(&v["iceServers"]), want, "/api/ice-servers: {v}");
@@ -301,7 +301,7 @@ async fn ice_servers_without_tcp_or_tls_list_udp_only() {
         ..Config::default()
     });
     wait_http(daemon.http).await;
-    let r = common::ws::http_get(daemon.http, "/api/ice-servers", &[]).await;
+    let r = common::http::http_get(daemon.http, "/api/ice-servers", &[]).await;
     assert_eq!(r.status, 200, "{r:?}");
     let v = r.json();
     assert_eq!(

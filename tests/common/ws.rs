@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -23,8 +22,6 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// The subprotocol the server offers.
-pub use super::http::{HttpResponse, http_get};
-
 pub const SUBPROTOCOL: &str = "natbridge.v1";
 /// How long something that must arrive may take.
 pub const ARRIVE: Duration = Duration::from_secs(10);
