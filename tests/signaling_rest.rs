@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::http::*;
 use common::ws::*;
 use common::*;
 use serde_json::{Value, json};

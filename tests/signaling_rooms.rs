@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::http::*;
 use common::ws::*;
 use common::*;
 use serde_json::{Value, json};
