@@ -23,6 +23,9 @@ const ABUSE_STREAK: u32 = 50;
 const SHUTDOWN_RETRY_MS: u64 = 5_000;
 /// Credentials are pushed again at this fraction of their lifetime.
 const ICE_REFRESH_AT: f64 = 0.8;
+/// How long a closing connection waits for its last frames to go out and for
+/// the client to answer the Close.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 enum Flow {
     Continue,
@@ -154,10 +157,20 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
     }
     s.disconnect();
     drop(s);
-    // The writer ends once the queue drains; a client that stopped reading
-    // could hold it forever, so it gets a moment and no more.
+    // The writer ends once the queue drains. Meanwhile the client's input is
+    // read and dropped until it answers our Close: a socket closed with
+    // unread input sends a RST, and a RST can destroy the `bye` before the
+    // client reads it (an abusive client still writing is the usual case).
+    // A client that stops reading, or never answers, gets a moment and no more.
     let abort = writer.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), writer)
+    let linger = async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(CLOSE_LINGER, async { tokio::join!(writer, linger) })
         .await
         .is_err()
     {
