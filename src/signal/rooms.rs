@@ -283,19 +283,24 @@ impl Registry {
         kind: SignalKind,
         payload: &Value,
     ) -> Result<(), ProtoError> {
-        let mut inner = self.lock();
         if from == to {
             return Err(ProtoError::new("self_signal", "cannot signal yourself"));
         }
-        let room = inner.peers.get(from).map(|p| p.room.clone());
-        let unknown = || ProtoError::new("unknown_peer", format!("no peer {to} in this room"));
-        let target = inner.peers.get_mut(to).ok_or_else(unknown)?;
-        if Some(&target.room) != room.as_ref() {
-            return Err(unknown());
-        }
+        // Serialized before taking the lock: every session's signals go
+        // through this one lock, so it is held only for the lookup.
         let text =
             json!({"type": "signal", "from": from, "kind": kind.as_str(), "payload": payload})
                 .to_string();
+        let mut inner = self.lock();
+        let unknown = || ProtoError::new("unknown_peer", format!("no peer {to} in this room"));
+        let same_room = match (inner.peers.get(from), inner.peers.get(to)) {
+            (Some(a), Some(b)) => a.room == b.room,
+            _ => false,
+        };
+        if !same_room {
+            return Err(unknown());
+        }
+        let target = inner.peers.get_mut(to).ok_or_else(unknown)?;
         match &target.conn {
             Some(conn) => deliver(conn, text),
             None => {
