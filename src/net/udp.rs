@@ -256,6 +256,53 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
 }
 
 async fn listen_loop(state: State, sock: Rc<UdpSocket>, listener: u16) {
+    receive_loop(state, sock, |st, slot, len, from, now| {
+        let client = ClientAddr {
+            transport: Transport::Udp,
+            addr: from,
+            listener,
+        };
+        let WorkerState { core, relays, .. } = st;
+        let bytes = &slot[CHANNEL_HEADER_LEN..CHANNEL_HEADER_LEN + len];
+        if let Some(send) = core.handle_client(client, bytes, now)
+            && let Some(relay) = relays.get(&send.relay)
+        {
+            let _ = relay.sender.send_to(send.payload, send.peer);
+        }
+    })
+    .await
+}
+
+async fn relay_loop(state: State, sock: Rc<UdpSocket>, relay: RelayId) {
+    receive_loop(state, sock, |st, slot, len, peer, now| {
+        let WorkerState {
+            core,
+            listeners,
+            streams,
+            ..
+        } = st;
+        let Some(out) = core.handle_peer(relay, peer, slot, len, now) else {
+            return;
+        };
+        if out.client.transport.is_stream() {
+            if let Some(s) = streams.get(&out.client) {
+                s.send(slot[..out.len].to_vec());
+            }
+        } else if let Some(l) = listeners.get(usize::from(out.client.listener)) {
+            let _ = l.send_to(&slot[..out.len], out.client.addr);
+        }
+    })
+    .await
+}
+
+/// Reads `sock` in batches for as long as the task lives and hands every
+/// datagram to `handle` (its slot, with the payload at CHANNEL_HEADER_LEN,
+/// its length and its sender), then carries out what the core asked for.
+async fn receive_loop(
+    state: State,
+    sock: Rc<UdpSocket>,
+    mut handle: impl FnMut(&mut WorkerState, &mut [u8], usize, SocketAddr, Now),
+) {
     let batch = state.borrow().batch.clone();
     let fd = sock.as_raw_fd();
     loop {
@@ -276,72 +323,11 @@ async fn listen_loop(state: State, sock: Rc<UdpSocket>, listener: u16) {
                     continue;
                 };
                 coalesce::note_datagram();
-                let client = ClientAddr {
-                    transport: Transport::Udp,
-                    addr: from,
-                    listener,
+                let pending = {
+                    let mut st = state.borrow_mut();
+                    handle(&mut st, slot, len, from, now);
+                    st.core.has_commands()
                 };
-                let mut st = state.borrow_mut();
-                let WorkerState { core, relays, .. } = &mut *st;
-                let bytes = &slot[CHANNEL_HEADER_LEN..CHANNEL_HEADER_LEN + len];
-                if let Some(send) = core.handle_client(client, bytes, now)
-                    && let Some(relay) = relays.get(&send.relay)
-                {
-                    let _ = relay.sender.send_to(send.payload, send.peer);
-                }
-                let pending = core.has_commands();
-                drop(st);
-                if pending {
-                    process_commands(&state);
-                }
-            }
-            if n < BATCH {
-                drained(&sock);
-                break;
-            }
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
-async fn relay_loop(state: State, sock: Rc<UdpSocket>, relay: RelayId) {
-    let batch = state.borrow().batch.clone();
-    let fd = sock.as_raw_fd();
-    loop {
-        if sock.readable().await.is_err() {
-            continue;
-        }
-        for _ in 0..BURST {
-            let mut b = batch.borrow_mut();
-            let n = match sock.try_io(Interest::READABLE, || b.recv(fd)) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => continue,
-            };
-            let now = Now::system();
-            for i in 0..n {
-                let Some((slot, len, peer)) = b.datagram(i) else {
-                    continue;
-                };
-                coalesce::note_datagram();
-                let mut st = state.borrow_mut();
-                let WorkerState {
-                    core,
-                    listeners,
-                    streams,
-                    ..
-                } = &mut *st;
-                if let Some(out) = core.handle_peer(relay, peer, slot, len, now) {
-                    if out.client.transport.is_stream() {
-                        if let Some(s) = streams.get(&out.client) {
-                            s.send(slot[..out.len].to_vec());
-                        }
-                    } else if let Some(l) = listeners.get(usize::from(out.client.listener)) {
-                        let _ = l.send_to(&slot[..out.len], out.client.addr);
-                    }
-                }
-                let pending = core.has_commands();
-                drop(st);
                 if pending {
                     process_commands(&state);
                 }
