@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
+use common::http::{HttpResponse, get_over};
 use common::ws::{WsClient, wait_http};
 use common::*;
 use turn_stream_util::*;
@@ -80,7 +81,11 @@ async fn start_https() -> Https {
     }
 }
 
-async fn https_get(h: &Https, cfg: std::sync::Arc<rustls::ClientConfig>, path: &str) -> Response {
+async fn https_get(
+    h: &Https,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+    path: &str,
+) -> HttpResponse {
     let tls = tls_connect(h.daemon.http, cfg).await;
     get_over(tls, &format!("localhost:{}", h.daemon.http.port()), path).await
 }

@@ -1,10 +1,11 @@
 //! A minimal HTTP/1.1 GET client for the daemon's REST and metrics endpoints:
-//! raw bytes over TCP, so tests see exactly what the daemon sends.
+//! raw bytes over TCP or TLS, so tests see exactly what the daemon sends.
 
+use std::io;
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use super::ws::ARRIVE;
@@ -58,12 +59,33 @@ impl HttpResponse {
 
 /// `GET path` with extra headers, over a fresh connection (`Connection: close`).
 pub async fn http_get(http: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let s = tokio::time::timeout(ARRIVE, TcpStream::connect(http))
+        .await
+        .unwrap_or_else(|_| panic!("connect to HTTP listener {http}: no answer within {ARRIVE:?}"))
+        .unwrap_or_else(|e| panic!("connect to HTTP listener {http}: {e}"));
+    request_over(s, &http.to_string(), path, headers).await
+}
+
+/// `GET path` with `Connection: close` over any stream (TLS included).
+pub async fn get_over<S: AsyncRead + AsyncWrite + Unpin>(
+    s: S,
+    host: &str,
+    path: &str,
+) -> HttpResponse {
+    request_over(s, host, path, &[]).await
+}
+
+/// Sends the request and reads to EOF; a TLS peer that closes without
+/// close_notify still counts as the end.
+async fn request_over<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let fut = async {
-        let mut s = TcpStream::connect(http)
-            .await
-            .unwrap_or_else(|e| panic!("connect to HTTP listener {http}: {e}"));
         let mut req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\nAccept: application/json\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n"
         );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -71,16 +93,26 @@ pub async fn http_get(http: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
         req.push_str("\r\n");
         s.write_all(req.as_bytes())
             .await
-            .unwrap_or_else(|e| panic!("write HTTP request to {http}: {e}"));
+            .unwrap_or_else(|e| panic!("write HTTP request to {host}: {e}"));
+        s.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw)
-            .await
-            .unwrap_or_else(|e| panic!("read HTTP response from {http}: {e}"));
+        let mut chunk = [0u8; 8192];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
+                Err(e) => panic!(
+                    "read HTTP response from {host} ({} bytes so far): {e}",
+                    raw.len()
+                ),
+            }
+        }
         raw
     };
     let raw = tokio::time::timeout(ARRIVE, fut)
         .await
-        .unwrap_or_else(|_| panic!("GET {path} on {http}: no complete response within {ARRIVE:?}"));
+        .unwrap_or_else(|_| panic!("GET {path} on {host}: no complete response within {ARRIVE:?}"));
     parse_http(&raw).unwrap_or_else(|e| {
         panic!(
             "GET {path}: unparsable HTTP response ({e}): {:?}",
