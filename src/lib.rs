@@ -12,3 +12,4 @@ pub mod notify;
 pub mod signal;
 pub mod tls;
 pub mod turn;
+pub mod untrusted;
