@@ -15,8 +15,7 @@ pub struct Untrusted<'a>(pub &'a str);
 
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = 0;
-        for (i, c) in self.0.char_indices() {
+        for (shown, (i, c)) in self.0.char_indices().enumerate() {
             if shown == LOG_TEXT_MAX {
                 return write!(f, "...(+{} bytes)", self.0.len() - i);
             }
@@ -26,7 +25,6 @@ impl fmt::Display for Untrusted<'_> {
                 '"' | '\'' => f.write_fmt(format_args!("{c}"))?,
                 _ => f.write_fmt(format_args!("{}", c.escape_debug()))?,
             }
-            shown += 1;
         }
         Ok(())
     }
