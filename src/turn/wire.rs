@@ -11,6 +11,16 @@ use stun::message::{Message, MessageClass, MessageType, Method, Setter};
 use stun::xoraddr::XorMappedAddress;
 
 pub const HEADER_LEN: usize = 20;
+/// Attributes one message may carry. The largest legitimate request, a
+/// CreatePermission with the most peers config allows (128) plus the credential
+/// attributes, stays well below; beyond it a message is refused before the
+/// codec allocates a value per attribute.
+pub const MAX_ATTRIBUTES: usize = 160;
+/// How many types an UNKNOWN-ATTRIBUTES answer lists: enough for a client to
+/// see what we lack, too few to turn a 420 into an amplifier.
+pub const UNKNOWN_LISTED_MAX: usize = 8;
+/// The largest STUN message the 16-bit length field can describe.
+pub const MAX_MESSAGE_LEN: usize = HEADER_LEN + 0xFFFC;
 pub const MAGIC_COOKIE: u32 = 0x2112_A442;
 pub const CHANNEL_HEADER_LEN: usize = 4;
 pub const CHANNEL_MIN: u16 = 0x4000;
@@ -73,6 +83,9 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
     if cookie != MAGIC_COOKIE || len % 4 != 0 || HEADER_LEN + len != data.len() {
         return Err(DecodeError::NotStun);
     }
+    if attribute_count(&data[HEADER_LEN..]) > MAX_ATTRIBUTES {
+        return Err(DecodeError::BadAttributes);
+    }
     let mut msg = Message::new();
     msg.raw.clear();
     msg.raw.extend_from_slice(data);
@@ -91,6 +104,19 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
         }
     }
     Ok(msg)
+}
+
+/// Counts the TLVs in a message body without decoding them (a truncated last
+/// one counts too: the codec refuses it anyway).
+fn attribute_count(mut body: &[u8]) -> usize {
+    let mut n = 0;
+    while body.len() >= 4 {
+        n += 1;
+        let len = usize::from(u16::from_be_bytes([body[2], body[3]]));
+        let step = 4 + ((len + 3) & !3);
+        body = body.get(step..).unwrap_or(&[]);
+    }
+    n
 }
 
 pub fn has_fingerprint(msg: &Message) -> bool {
@@ -112,14 +138,17 @@ pub fn covered_attributes(msg: &Message) -> impl Iterator<Item = &RawAttribute> 
     msg.attributes.0[..end].iter()
 }
 
-/// Comprehension-required attributes (type < 0x8000) the method does not know.
+/// Comprehension-required attributes (type < 0x8000) the method does not know,
+/// each once, in ascending order. Sorting keeps the cost at n log n in the
+/// attribute count (a pairwise dedup let one spoofed 64 KiB Binding cost a
+/// worker 100 ms); `decode` already bounds n by `MAX_ATTRIBUTES`.
 pub fn unknown_required(msg: &Message, known: &[AttrType]) -> Vec<AttrType> {
-    let mut out = Vec::new();
-    for a in covered_attributes(msg) {
-        if a.typ.0 < 0x8000 && !known.contains(&a.typ) && !out.contains(&a.typ) {
-            out.push(a.typ);
-        }
-    }
+    let mut out: Vec<AttrType> = covered_attributes(msg)
+        .map(|a| a.typ)
+        .filter(|t| t.0 < 0x8000 && !known.contains(t))
+        .collect();
+    out.sort_unstable_by_key(|t| t.0);
+    out.dedup();
     out
 }
 
@@ -276,7 +305,9 @@ impl Reply {
         self.raw(t, &value.to_be_bytes())
     }
 
+    /// UNKNOWN-ATTRIBUTES with at most `UNKNOWN_LISTED_MAX` of `types`.
     pub fn unknown(&mut self, types: &[AttrType]) -> &mut Self {
+        let types = &types[..types.len().min(UNKNOWN_LISTED_MAX)];
         let mut v = Vec::with_capacity(types.len() * 2);
         for t in types {
             v.extend_from_slice(&t.0.to_be_bytes());

@@ -49,6 +49,8 @@ const MAX_WORKERS: usize = 256;
 const MAX_BATCH_DELAY_US: u32 = 10_000;
 /// The channel number space, 0x4000 to 0x4FFF (RFC 8656).
 const MAX_CHANNELS: u32 = 4096;
+/// Peers in one CreatePermission are bounded by `turn::wire::MAX_ATTRIBUTES`.
+const MAX_PERMISSIONS: u32 = 128;
 const MAX_REALM_LEN: usize = 127;
 const MIN_NONCE_LIFETIME: u64 = 30;
 const MIN_CREDENTIAL_TTL: u64 = 60;
@@ -106,6 +108,15 @@ fn check_turn(turn: &TurnSection) -> Checked {
         if value == 0 {
             return Err(Problem::new(key, "must be at least 1"));
         }
+    }
+    if turn.max_permissions > MAX_PERMISSIONS {
+        return Err(Problem::new(
+            "turn.max_permissions",
+            format!(
+                "max_permissions ({}) must be at most {MAX_PERMISSIONS}: one CreatePermission carries them all, and longer messages are refused",
+                turn.max_permissions
+            ),
+        ));
     }
     if turn.max_channels > MAX_CHANNELS {
         return Err(Problem::new(

@@ -257,7 +257,9 @@ fn request_validation_codes() {
     let mut h = Harness::new(|_| {});
     let cr = cred("alice", 3600, "current");
     let c = client(1);
-    let challenge = h.send(c, &Req::new(METHOD_ALLOCATE).bytes()).unwrap();
+    let challenge = h
+        .send(c, &Req::new(METHOD_ALLOCATE).transport().bytes())
+        .unwrap();
     let nonce = nonce_of(&challenge);
     let cases: Vec<(Req, u16)> = vec![
         (Req::new(METHOD_ALLOCATE), 400),
@@ -312,7 +314,9 @@ fn additional_family_without_ipv6_relay_reports_address_error() {
     let mut h = Harness::new(|_| {});
     let cr = cred("alice", 3600, "current");
     let c = client(1);
-    let challenge = h.send(c, &Req::new(METHOD_ALLOCATE).bytes()).unwrap();
+    let challenge = h
+        .send(c, &Req::new(METHOD_ALLOCATE).transport().bytes())
+        .unwrap();
     let r = h
         .send(
             c,
@@ -335,7 +339,9 @@ fn dual_stack_allocation() {
     });
     let cr = cred("alice", 3600, "current");
     let c = client(1);
-    let challenge = h.send(c, &Req::new(METHOD_ALLOCATE).bytes()).unwrap();
+    let challenge = h
+        .send(c, &Req::new(METHOD_ALLOCATE).transport().bytes())
+        .unwrap();
     let nonce = nonce_of(&challenge);
     let r = h
         .send(
