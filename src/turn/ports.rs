@@ -5,9 +5,40 @@
 
 use std::collections::VecDeque;
 
+/// A set of ports as a bitmap: membership in O(1), 8 KiB for all of u16.
+#[derive(Debug, Clone)]
+struct PortSet {
+    words: Vec<u64>,
+}
+
+impl PortSet {
+    fn new() -> PortSet {
+        PortSet {
+            words: vec![0; 1024],
+        }
+    }
+
+    fn contains(&self, port: u16) -> bool {
+        self.words[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
+
+    fn insert(&mut self, port: u16) {
+        self.words[usize::from(port >> 6)] |= 1 << (port & 63);
+    }
+
+    fn remove(&mut self, port: u16) {
+        self.words[usize::from(port >> 6)] &= !(1 << (port & 63));
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RelayPortPool {
+    /// Free ports in the order they are handed out.
     free: VecDeque<u16>,
+    /// The same ports, for membership tests: every operation stays linear in
+    /// the range at worst, under a mutex all workers share.
+    is_free: PortSet,
+    range: (u16, u16),
     capacity: usize,
 }
 
@@ -21,20 +52,29 @@ impl RelayPortPool {
             let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             ports.swap(i, j);
         }
+        let mut is_free = PortSet::new();
+        for &p in &ports {
+            is_free.insert(p);
+        }
         let capacity = ports.len();
         RelayPortPool {
             free: ports.into(),
+            is_free,
+            range: (min, max),
             capacity,
         }
     }
 
     /// Takes a free port; `even` asks for an even one (EVEN-PORT).
     pub fn take(&mut self, even: bool) -> Option<u16> {
-        if !even {
-            return self.free.pop_front();
-        }
-        let pos = self.free.iter().position(|p| p % 2 == 0)?;
-        self.free.remove(pos)
+        let pos = if even {
+            self.free.iter().position(|p| p % 2 == 0)?
+        } else {
+            0
+        };
+        let port = self.free.remove(pos)?;
+        self.is_free.remove(port);
+        Some(port)
     }
 
     /// Takes an even port whose successor is also free, and the successor too
@@ -43,24 +83,31 @@ impl RelayPortPool {
         let pos = self
             .free
             .iter()
-            .position(|&p| p % 2 == 0 && p < u16::MAX && self.free.contains(&(p + 1)))?;
+            .position(|&p| p % 2 == 0 && p < u16::MAX && self.is_free.contains(p + 1))?;
         let port = self.free.remove(pos)?;
+        self.is_free.remove(port);
         self.take_exact(port + 1);
         Some(port)
     }
 
     /// Takes a specific port if it is free.
     pub fn take_exact(&mut self, port: u16) -> bool {
-        match self.free.iter().position(|&p| p == port) {
-            Some(pos) => self.free.remove(pos).is_some(),
-            None => false,
+        if !self.is_free.contains(port) {
+            return false;
         }
+        self.is_free.remove(port);
+        if let Some(pos) = self.free.iter().position(|&p| p == port) {
+            self.free.remove(pos);
+        }
+        true
     }
 
     /// Returns a port. It goes to the back so a just-closed port is not handed
     /// straight to someone else while stray packets for it may still arrive.
     pub fn release(&mut self, port: u16) {
-        if self.free.len() < self.capacity && !self.free.contains(&port) {
+        let in_range = port >= self.range.0 && port <= self.range.1;
+        if in_range && !self.is_free.contains(port) {
+            self.is_free.insert(port);
             self.free.push_back(port);
         }
     }
@@ -71,6 +118,11 @@ impl RelayPortPool {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Whether `port` is in the range and not handed out.
+    pub fn is_free(&self, port: u16) -> bool {
+        self.is_free.contains(port)
     }
 }
 
