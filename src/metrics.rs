@@ -123,6 +123,16 @@ pub fn render(turn: &Stats, signal: &SignalContext, draining: bool) -> String {
         &[("reason", "malformed")],
         turn.malformed,
     );
+    o.sample(
+        "natbridge_turn_dropped_packets_total",
+        &[("reason", "oversize")],
+        turn.oversize_drops,
+    );
+    o.sample(
+        "natbridge_turn_dropped_packets_total",
+        &[("reason", "rate_limited")],
+        turn.rate_limited,
+    );
     o.single(
         "natbridge_turn_channel_binds_total",
         "counter",

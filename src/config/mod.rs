@@ -84,6 +84,8 @@ pub struct TurnSection {
     pub max_permissions: u32,
     /// Channel bindings per allocation.
     pub max_channels: u32,
+    /// Unauthenticated UDP answers a second per source (0 = unlimited).
+    pub unauth_replies_per_ip: u32,
     /// TURN over TCP (RFC 8656) on every `listen` address as well: the same
     /// IP and port, TCP.
     pub tcp: bool,
@@ -266,6 +268,7 @@ impl Default for TurnSection {
             max_allocations: 10000,
             max_permissions: 64,
             max_channels: 128,
+            unauth_replies_per_ip: 100,
             tcp: true,
             tls_listen: Vec::new(),
             max_stream_connections: 10000,

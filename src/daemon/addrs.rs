@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::config::{Config, IpSetting};
-use crate::turn::policy::{PeerPolicy, PeerVerdict};
+use crate::turn::policy;
 
 /// The relay and advertised addresses after "auto" is resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,10 +74,9 @@ fn auto_ipv6(listen: &[SocketAddr]) -> Option<IpAddr> {
 pub(super) fn announce(relay: &RelayAddrs) {
     let mut list = vec![relay.v4];
     list.extend(relay.v6);
-    let check = PeerPolicy::new(&[], &[], false, vec![], (1, 1));
     for (bind, adv) in list {
         tracing::info!(relay_bind = %bind, advertised = %adv, "relay addresses");
-        if !matches!(check.check_ip(adv), PeerVerdict::Allowed) {
+        if policy::is_reserved(adv) {
             tracing::warn!(
                 advertised = %adv,
                 "the advertised relay address is private or loopback: only clients on this \
@@ -85,4 +84,23 @@ pub(super) fn announce(relay: &RelayAddrs) {
             );
         }
     }
+}
+
+/// Every address of this host a peer must not reach: the configured
+/// listeners and all interface addresses (a listener on 0.0.0.0 answers on
+/// each of them, and other services live there too).
+pub fn host_addresses(cfg: &Config) -> Vec<IpAddr> {
+    let t = &cfg.turn;
+    let mut ips: Vec<IpAddr> = t
+        .listen
+        .iter()
+        .chain(&t.tls_listen)
+        .chain(std::iter::once(&cfg.http.listen))
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
+    if let Ok(ifaces) = if_addrs::get_if_addrs() {
+        ips.extend(ifaces.iter().map(|i| i.ip()));
+    }
+    ips
 }

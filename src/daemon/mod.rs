@@ -18,7 +18,7 @@ use crate::signal::limits::PerIpRate;
 use crate::signal::rooms::{Registry, Revoke};
 use crate::signal::{SessionLimits, SignalContext};
 use crate::tls::CertStore;
-use crate::turn::policy::PeerPolicy;
+use crate::turn::policy::{OwnAddresses, PeerPolicy};
 use crate::turn::{CoreConfig, SharedState};
 
 mod addrs;
@@ -44,6 +44,10 @@ pub fn core_config(cfg: &Config, relay: RelayAddrs, secrets: Secrets) -> CoreCon
     if let Some((b, a)) = relay.v6 {
         relay_ips.extend([b, a]);
     }
+    let own = OwnAddresses {
+        relay: relay_ips,
+        host: addrs::host_addresses(cfg),
+    };
     CoreConfig {
         realm: t.realm.clone(),
         secrets,
@@ -58,13 +62,8 @@ pub fn core_config(cfg: &Config, relay: RelayAddrs, secrets: Secrets) -> CoreCon
         max_allocations: t.max_allocations,
         max_permissions: t.max_permissions as usize,
         max_channels: t.max_channels as usize,
-        policy: PeerPolicy::new(
-            &cfg.peers.allow,
-            &cfg.peers.deny,
-            cfg.peers.allow_lan,
-            relay_ips,
-            (t.relay_port_min, t.relay_port_max),
-        ),
+        unauth_replies_per_ip: t.unauth_replies_per_ip,
+        policy: PeerPolicy::new(&cfg.peers.allow, &cfg.peers.deny, cfg.peers.allow_lan, own),
     }
 }
 

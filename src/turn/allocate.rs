@@ -12,6 +12,7 @@ use super::auth::Authenticated;
 use super::server::{BIND_ATTEMPTS, Handled};
 use super::wire::{self, Reply};
 use super::{ClientAddr, Command, Family, Now, RelayId, TurnCore};
+use crate::untrusted::Untrusted;
 
 /// How long the odd port of an EVEN-PORT pair waits for its Allocate.
 const RESERVATION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
@@ -65,13 +66,6 @@ impl TurnCore {
         if family.is_some() && additional.is_some() {
             return Handled::Error(400, "Conflicting address family attributes");
         }
-        let reserved_port = match token {
-            None => None,
-            Some(t) => match self.claim_reservation(t, now) {
-                Some(port) => Some(port),
-                None => return Handled::Error(508, "Unknown Reservation Token"),
-            },
-        };
         let has_v4 = self.cfg.relay_v4.is_some();
         let has_v6 = self.cfg.relay_v6.is_some();
         let (want_v4, want_v6, ipv6_refused) = match (family, additional) {
@@ -102,6 +96,18 @@ impl TurnCore {
             *count += 1;
         }
         self.shared.total.fetch_add(1, Ordering::Relaxed);
+        // The token is claimed only now that nothing else can refuse the
+        // request: a claim ahead of a 400 or 486 would lose the port for good.
+        let reserved_port = match token {
+            None => None,
+            Some(t) => match self.claim_reservation(t, now) {
+                Some(port) => Some(port),
+                None => {
+                    self.release_quota(user);
+                    return Handled::Error(508, "Unknown Reservation Token");
+                }
+            },
+        };
 
         let id = self.next_id;
         self.next_id += self.id_stride;
@@ -155,6 +161,7 @@ impl TurnCore {
             })
             .collect();
         self.by_client.insert(client, id);
+        self.by_user.entry(user.to_owned()).or_default().push(id);
         self.allocations.insert(id, alloc);
         self.commands.extend(binds);
         Handled::Pending
@@ -175,10 +182,15 @@ impl TurnCore {
         self.relay_at(Family::V4, port)
     }
 
-    /// The reserved port for `token`, if it is still held.
+    /// The reserved port for `token`, if it is still held. A reservation past
+    /// its time that no sweep has reached yet goes back to the pool here.
     fn claim_reservation(&mut self, token: [u8; 8], now: Now) -> Option<u16> {
         let (port, until) = self.shared.reservations.lock().ok()?.remove(&token)?;
-        (until > now.mono).then_some(port)
+        if until > now.mono {
+            return Some(port);
+        }
+        self.return_port(Family::V4, port);
+        None
     }
 
     /// Reservations nobody claimed go back to the pool.
@@ -235,6 +247,7 @@ impl TurnCore {
         if ok {
             if let Some(r) = alloc.relay_mut(relay.family) {
                 r.bound = true;
+                self.shared.live.insert(relay.family, r.bind.port());
             }
             if alloc.relays().all(|(_, r)| r.bound) {
                 self.finish_allocate(relay.allocation, now);
@@ -319,7 +332,7 @@ impl TurnCore {
             allocation = id,
             client = %client.addr,
             transport = client.transport.as_str(),
-            user = alloc.user(),
+            user = %Untrusted(alloc.user()),
             relay = ?alloc.relays().map(|(_, r)| r.advertised).collect::<Vec<_>>(),
             lifetime = p.lifetime.as_secs(),
             "allocation created"
@@ -345,12 +358,17 @@ impl TurnCore {
         for (family, r) in alloc.relays() {
             self.return_port(family, r.bind.port());
         }
+        self.release_quota(alloc.user());
+    }
+
+    /// Undoes the per-user and total counts one allocation took.
+    fn release_quota(&mut self, user: &str) {
         if let Ok(mut users) = self.shared.users.lock()
-            && let Some(count) = users.get_mut(alloc.user())
+            && let Some(count) = users.get_mut(user)
         {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                users.remove(alloc.user());
+                users.remove(user);
             }
         }
         self.shared.total.fetch_sub(1, Ordering::Relaxed);
@@ -361,8 +379,15 @@ impl TurnCore {
             return;
         };
         self.by_client.remove(&alloc.client);
+        if let Some(ids) = self.by_user.get_mut(alloc.user()) {
+            ids.retain(|&i| i != id);
+            if ids.is_empty() {
+                self.by_user.remove(alloc.user());
+            }
+        }
         for (family, r) in alloc.relays() {
             if r.bound {
+                self.shared.live.remove(family, r.bind.port());
                 self.commands.push_back(Command::CloseRelay {
                     relay: RelayId {
                         allocation: id,

@@ -13,12 +13,22 @@ use super::stats::AuthFailure;
 use super::wire;
 use super::{Now, TurnCore};
 use crate::creds::{UsernameError, check_username};
+use crate::untrusted::Untrusted;
 
 /// A request whose MESSAGE-INTEGRITY verified.
 pub struct Authenticated {
     pub username: String,
     pub user_start: usize,
+    /// When the credential stops working (unix seconds).
+    pub expiry: u64,
     pub key: Vec<u8>,
+}
+
+impl Authenticated {
+    /// The user part: the quota, accounting and revocation key.
+    pub fn user(&self) -> &str {
+        &self.username[self.user_start..]
+    }
 }
 
 /// Why no authenticated identity could be established.
@@ -58,8 +68,9 @@ impl TurnCore {
             return Err(Refusal::StaleNonce);
         }
         let username = username.to_owned();
-        let user_start = match check_username(&username, now.unix, self.cfg.expiry_grace) {
-            Ok(parsed) => username.len() - parsed.user.len(),
+        let (user_start, expiry) = match check_username(&username, now.unix, self.cfg.expiry_grace)
+        {
+            Ok(parsed) => (username.len() - parsed.user.len(), parsed.expiry),
             Err(e) => {
                 let why = match e {
                     UsernameError::Malformed => AuthFailure::MalformedUsername,
@@ -78,6 +89,7 @@ impl TurnCore {
                 return Ok(Authenticated {
                     username,
                     user_start,
+                    expiry,
                     key,
                 });
             }
@@ -108,7 +120,7 @@ impl TurnCore {
             tracing::warn!(
                 reason = why.as_str(),
                 client = %from,
-                username = %username,
+                username = %Untrusted(username),
                 "TURN 401: {hint}"
             );
         }

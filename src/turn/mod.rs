@@ -2,9 +2,11 @@
 //! time in; commands out); `crate::net::udp` drives it with real sockets.
 
 pub mod allocation;
+pub mod live_relays;
 pub mod nonce;
 pub mod policy;
 pub mod ports;
+pub mod revocations;
 pub mod server;
 pub mod stats;
 pub mod wire;
@@ -14,6 +16,7 @@ mod auth;
 mod relay;
 mod requests;
 mod retransmit;
+mod unauth_rate;
 
 #[cfg(test)]
 mod tests;
@@ -25,8 +28,10 @@ use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use crate::creds::Secrets;
-pub use policy::PeerPolicy;
+use live_relays::LiveRelays;
+pub use policy::{OwnAddresses, PeerPolicy};
 use ports::RelayPortPool;
+use revocations::Revocations;
 pub use server::TurnCore;
 
 /// How a client reaches us. With UDP the client's address is the 5-tuple (the
@@ -177,6 +182,9 @@ pub struct CoreConfig {
     pub max_permissions: usize,
     pub max_channels: usize,
     pub policy: PeerPolicy,
+    /// Answers a second (bursts of twice that) one source gets before it has
+    /// proved an identity; 0 = no limit.
+    pub unauth_replies_per_ip: u32,
 }
 
 /// State shared by all workers, touched only when allocations come and go.
@@ -188,6 +196,11 @@ pub struct SharedState {
     pub total: AtomicU32,
     /// Ports held for a later Allocate that shows the RESERVATION-TOKEN.
     pub reservations: Mutex<HashMap<[u8; 8], (u16, Instant)>>,
+    /// Relay ports bound now, on any worker: the only ports of our own
+    /// addresses a peer may be.
+    pub live: LiveRelays,
+    /// Users seen and users revoked, for every worker.
+    pub revocations: Mutex<Revocations>,
 }
 
 impl SharedState {
@@ -201,6 +214,8 @@ impl SharedState {
             users: Mutex::new(HashMap::new()),
             total: AtomicU32::new(0),
             reservations: Mutex::new(HashMap::new()),
+            live: LiveRelays::default(),
+            revocations: Mutex::new(Revocations::default()),
         }
     }
 }

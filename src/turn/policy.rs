@@ -5,12 +5,15 @@
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::Family;
+use super::live_relays::LiveRelays;
+
 /// The verdict on a peer address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerVerdict {
     Allowed,
-    /// The IP is denied, but it is one of our relay IPs: only ports inside the
-    /// relay range may be reached (client relay to client relay).
+    /// One of our relay IPs: only ports that are live relays right now may be
+    /// reached (client relay to client relay).
     RelayOnly,
     Denied(DenyReason),
 }
@@ -24,6 +27,8 @@ pub enum DenyReason {
     Configured,
     /// 0.0.0.0/8 and ::/128 reach the server itself and are never allowed.
     Unspecified,
+    /// An address of this server, at a port that is not a live relay.
+    OwnAddress,
 }
 
 impl DenyReason {
@@ -32,6 +37,7 @@ impl DenyReason {
             DenyReason::Reserved => "reserved_range",
             DenyReason::Configured => "operator_deny",
             DenyReason::Unspecified => "unspecified",
+            DenyReason::OwnAddress => "own_address",
         }
     }
 }
@@ -55,16 +61,23 @@ const DEFAULT_DENY_V4: &[(u8, u8, u8, u8, u8)] = &[
     (255, 255, 255, 255, 32),
 ];
 
+/// Checked against the address as the client gave it, before and after its
+/// embedded IPv4 address is taken out: 2002::/16 and the NAT64 prefixes are
+/// refused whatever IPv4 address they carry.
 const DEFAULT_DENY_V6: &[(&str, u8)] = &[
     ("::", 128),
     ("::1", 128),
+    ("::ffff:0:0:0", 96),
     ("64:ff9b::", 96),
+    ("64:ff9b:1::", 48),
     ("100::", 64),
     ("2001::", 32),
+    ("2001:2::", 48),
     ("2001:db8::", 32),
     ("2002::", 16),
     ("fc00::", 7),
     ("fe80::", 10),
+    ("fec0::", 10),
     ("ff00::", 8),
 ];
 
@@ -78,13 +91,24 @@ const LAN_V4: &[(u8, u8, u8, u8, u8)] = &[
 ];
 const LAN_V6: &[(&str, u8)] = &[("fc00::", 7), ("fe80::", 10)];
 
+/// The addresses of this server, whatever the lists say about them.
+#[derive(Debug, Clone, Default)]
+pub struct OwnAddresses {
+    /// Where relay sockets bind and what they advertise: live relay ports on
+    /// these are reachable.
+    pub relay: Vec<IpAddr>,
+    /// Every other address of the host (listeners, interfaces): never a peer.
+    pub host: Vec<IpAddr>,
+}
+
 #[derive(Debug, Clone)]
 pub struct PeerPolicy {
     deny_builtin: Vec<IpNet>,
     deny: Vec<IpNet>,
     allow: Vec<IpNet>,
+    lan: Vec<IpNet>,
     relay_ips: Vec<IpAddr>,
-    relay_ports: (u16, u16),
+    host_ips: Vec<IpAddr>,
 }
 
 fn v4_nets(list: &[(u8, u8, u8, u8, u8)]) -> impl Iterator<Item = IpNet> + '_ {
@@ -102,67 +126,100 @@ fn v6_nets<'a>(list: &'a [(&'a str, u8)]) -> impl Iterator<Item = IpNet> + 'a {
     })
 }
 
+/// Whether `ip`, in either of its forms, falls in the built-in list of
+/// non-global ranges.
+pub fn is_reserved(ip: IpAddr) -> bool {
+    let builtin: Vec<IpNet> = v4_nets(DEFAULT_DENY_V4)
+        .chain(v6_nets(DEFAULT_DENY_V6))
+        .collect();
+    any_form_in(&builtin, ip)
+}
+
+/// `ip` as given and with its embedded IPv4 address taken out.
+fn forms(ip: IpAddr) -> [IpAddr; 2] {
+    [ip, canonical_ip(ip)]
+}
+
+fn any_form_in(nets: &[IpNet], ip: IpAddr) -> bool {
+    forms(ip).iter().any(|f| nets.iter().any(|n| n.contains(f)))
+}
+
 impl PeerPolicy {
-    /// `relay_ips` are the addresses our relay sockets bind to and advertise;
-    /// `relay_ports` the inclusive relay port range.
-    pub fn new(
-        allow: &[IpNet],
-        deny: &[IpNet],
-        allow_lan: bool,
-        relay_ips: Vec<IpAddr>,
-        relay_ports: (u16, u16),
-    ) -> PeerPolicy {
-        let mut allow: Vec<IpNet> = allow.iter().map(|n| canonical_net(*n)).collect();
-        if allow_lan {
-            allow.extend(v4_nets(LAN_V4));
-            allow.extend(v6_nets(LAN_V6));
-        }
+    pub fn new(allow: &[IpNet], deny: &[IpNet], allow_lan: bool, own: OwnAddresses) -> PeerPolicy {
+        let lan = if allow_lan {
+            v4_nets(LAN_V4).chain(v6_nets(LAN_V6)).collect()
+        } else {
+            Vec::new()
+        };
+        let mut relay_ips: Vec<IpAddr> = own.relay.into_iter().map(canonical_ip).collect();
+        relay_ips.sort();
+        relay_ips.dedup();
+        let mut host_ips: Vec<IpAddr> = own
+            .host
+            .into_iter()
+            .map(canonical_ip)
+            .filter(|ip| !relay_ips.contains(ip))
+            .collect();
+        host_ips.sort();
+        host_ips.dedup();
         PeerPolicy {
             deny_builtin: v4_nets(DEFAULT_DENY_V4)
                 .chain(v6_nets(DEFAULT_DENY_V6))
                 .collect(),
             deny: deny.iter().map(|n| canonical_net(*n)).collect(),
-            allow,
-            relay_ips: relay_ips.into_iter().map(canonical_ip).collect(),
-            relay_ports,
+            allow: allow.iter().map(|n| canonical_net(*n)).collect(),
+            lan,
+            relay_ips,
+            host_ips,
         }
     }
 
-    /// The verdict on a peer IP (CreatePermission works by IP only).
+    /// The verdict on a peer IP (CreatePermission works by IP only). In order:
+    /// the unspecified ranges are never allowed; the operator's `allow` list
+    /// wins over everything else; our own addresses are reachable only as
+    /// live relays; then the operator's `deny`, the built-in list (with
+    /// `allow_lan`'s exceptions).
     pub fn check_ip(&self, ip: IpAddr) -> PeerVerdict {
-        let ip = canonical_ip(ip);
-        if is_unspecified_range(ip) {
+        let canonical = canonical_ip(ip);
+        if is_unspecified_range(ip) || is_unspecified_range(canonical) {
             return PeerVerdict::Denied(DenyReason::Unspecified);
         }
-        let denied = if self.deny.iter().any(|n| n.contains(&ip)) {
-            Some(DenyReason::Configured)
-        } else if self.deny_builtin.iter().any(|n| n.contains(&ip)) {
-            Some(DenyReason::Reserved)
-        } else {
-            None
-        };
-        match denied {
-            None => PeerVerdict::Allowed,
-            Some(_) if self.allow.iter().any(|n| n.contains(&ip)) => PeerVerdict::Allowed,
-            Some(_) if self.relay_ips.contains(&ip) => PeerVerdict::RelayOnly,
-            Some(reason) => PeerVerdict::Denied(reason),
+        if any_form_in(&self.allow, ip) {
+            return PeerVerdict::Allowed;
         }
+        if self.relay_ips.contains(&canonical) {
+            return PeerVerdict::RelayOnly;
+        }
+        if self.host_ips.contains(&canonical) {
+            return PeerVerdict::Denied(DenyReason::OwnAddress);
+        }
+        if any_form_in(&self.deny, ip) {
+            return PeerVerdict::Denied(DenyReason::Configured);
+        }
+        if any_form_in(&self.deny_builtin, ip) && !any_form_in(&self.lan, ip) {
+            return PeerVerdict::Denied(DenyReason::Reserved);
+        }
+        PeerVerdict::Allowed
     }
 
     /// Whether `peer` (IP and port) may be reached: the check for ChannelBind,
-    /// Send indications and packets arriving from peers.
-    pub fn check_addr(&self, peer: SocketAddr) -> Result<(), DenyReason> {
+    /// Send indications and packets arriving from peers. `live` says which
+    /// relay ports are bound now.
+    pub fn check_addr(&self, peer: SocketAddr, live: &LiveRelays) -> Result<(), DenyReason> {
         match self.check_ip(peer.ip()) {
             PeerVerdict::Allowed => Ok(()),
-            PeerVerdict::RelayOnly if self.is_relay_port(peer.port()) => Ok(()),
-            PeerVerdict::RelayOnly => Err(DenyReason::Reserved),
+            PeerVerdict::RelayOnly if is_live(live, peer) => Ok(()),
+            PeerVerdict::RelayOnly => Err(DenyReason::OwnAddress),
             PeerVerdict::Denied(reason) => Err(reason),
         }
     }
+}
 
-    pub fn is_relay_port(&self, port: u16) -> bool {
-        port >= self.relay_ports.0 && port <= self.relay_ports.1
-    }
+/// Whether `peer` is one of our live relay ports (its IP already known to be
+/// one of our relay IPs).
+pub fn is_live(live: &LiveRelays, peer: SocketAddr) -> bool {
+    let ip = canonical_ip(peer.ip());
+    live.contains(Family::of(ip), peer.port())
 }
 
 fn is_unspecified_range(ip: IpAddr) -> bool {
@@ -231,8 +288,15 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn own(relay: &[&str], host: &[&str]) -> OwnAddresses {
+        OwnAddresses {
+            relay: relay.iter().map(|s| ip(s)).collect(),
+            host: host.iter().map(|s| ip(s)).collect(),
+        }
+    }
+
     fn default_policy() -> PeerPolicy {
-        PeerPolicy::new(&[], &[], false, vec![ip("127.0.0.1")], (49152, 65535))
+        PeerPolicy::new(&[], &[], false, own(&["127.0.0.1"], &[]))
     }
 
     #[test]
@@ -273,20 +337,95 @@ mod tests {
     }
 
     #[test]
-    fn relay_addresses_are_reachable_only_in_the_relay_range() {
+    fn reserved_ipv6_ranges_the_first_list_missed() {
+        // Issue 11 finding 10: RFC 8215 local NAT64 (here carrying 10.0.0.1),
+        // site-local, SIIT's IPv4-translated form, benchmarking space; and the
+        // 6to4 and NAT64 prefixes that canonicalisation used to skip when the
+        // embedded IPv4 address was public.
         let p = default_policy();
+        for s in [
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1::808:808",
+            "fec0::1",
+            "::ffff:0:a00:1",
+            "::ffff:0:808:808",
+            "2001:2::1",
+            "2002:808:808::1",
+            "64:ff9b::808:808",
+        ] {
+            assert_eq!(
+                p.check_ip(ip(s)),
+                PeerVerdict::Denied(DenyReason::Reserved),
+                "{s} should be denied"
+            );
+        }
+        assert!(is_reserved(ip("64:ff9b:1::a00:1")));
+        assert!(!is_reserved(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn own_addresses_are_relay_only_even_when_public() {
+        // Issue 11 finding 8: a public relay IP was treated as any peer, so a
+        // client could relay into the server's own UDP 3478.
+        let p = PeerPolicy::new(
+            &[],
+            &[],
+            false,
+            own(&["198.51.100.7", "8.8.4.4"], &["9.9.9.9"]),
+        );
+        assert_eq!(p.check_ip(ip("8.8.4.4")), PeerVerdict::RelayOnly);
+        assert_eq!(p.check_ip(ip("::ffff:8.8.4.4")), PeerVerdict::RelayOnly);
+        assert_eq!(
+            p.check_ip(ip("9.9.9.9")),
+            PeerVerdict::Denied(DenyReason::OwnAddress)
+        );
+        let live = LiveRelays::default();
+        live.insert(Family::V4, 50000);
+        assert!(
+            p.check_addr("8.8.4.4:50000".parse().unwrap(), &live)
+                .is_ok()
+        );
+        assert_eq!(
+            p.check_addr("8.8.4.4:3478".parse().unwrap(), &live),
+            Err(DenyReason::OwnAddress)
+        );
+        assert!(p.check_addr("8.8.8.8:3478".parse().unwrap(), &live).is_ok());
+    }
+
+    #[test]
+    fn relay_ips_reach_only_live_relay_ports() {
+        // Issue 11 finding 9: any port of the relay range used to pass, so a
+        // plain socket on an ephemeral port inside it received relayed data.
+        let p = default_policy();
+        let live = LiveRelays::default();
+        live.insert(Family::V4, 50002);
         assert_eq!(p.check_ip(ip("127.0.0.1")), PeerVerdict::RelayOnly);
-        assert_eq!(p.check_ip(ip("::ffff:127.0.0.1")), PeerVerdict::RelayOnly);
-        assert!(p.check_addr("127.0.0.1:50000".parse().unwrap()).is_ok());
-        assert!(p.check_addr("127.0.0.1:3478".parse().unwrap()).is_err());
-        assert!(p.check_addr("127.0.0.2:50000".parse().unwrap()).is_err());
+        assert!(
+            p.check_addr("127.0.0.1:50002".parse().unwrap(), &live)
+                .is_ok()
+        );
+        assert!(
+            p.check_addr("[::ffff:127.0.0.1]:50002".parse().unwrap(), &live)
+                .is_ok()
+        );
+        for addr in ["127.0.0.1:50000", "127.0.0.1:3478", "127.0.0.2:50002"] {
+            assert!(
+                p.check_addr(addr.parse().unwrap(), &live).is_err(),
+                "{addr}"
+            );
+        }
+        live.remove(Family::V4, 50002);
+        assert!(
+            p.check_addr("127.0.0.1:50002".parse().unwrap(), &live)
+                .is_err()
+        );
     }
 
     #[test]
     fn operator_lists() {
         let allow: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap(), "0.0.0.0/0".parse().unwrap()];
         let deny: Vec<IpNet> = vec!["8.8.8.0/24".parse().unwrap()];
-        let p = PeerPolicy::new(&allow, &deny, false, vec![], (49152, 65535));
+        let p = PeerPolicy::new(&allow, &deny, false, OwnAddresses::default());
         assert_eq!(p.check_ip(ip("127.0.0.1")), PeerVerdict::Allowed);
         // The allow list wins over the deny lists...
         assert_eq!(p.check_ip(ip("8.8.8.8")), PeerVerdict::Allowed);
@@ -299,7 +438,7 @@ mod tests {
             p.check_ip(ip("::")),
             PeerVerdict::Denied(DenyReason::Unspecified)
         );
-        let p = PeerPolicy::new(&[], &deny, false, vec![], (49152, 65535));
+        let p = PeerPolicy::new(&[], &deny, false, OwnAddresses::default());
         assert_eq!(
             p.check_ip(ip("8.8.8.8")),
             PeerVerdict::Denied(DenyReason::Configured)
@@ -311,11 +450,16 @@ mod tests {
     }
 
     #[test]
-    fn lan_switch_opens_private_not_loopback_or_metadata() {
-        let p = PeerPolicy::new(&[], &[], true, vec![], (49152, 65535));
+    fn lan_switch_opens_private_not_loopback_metadata_or_ourselves() {
+        let p = PeerPolicy::new(&[], &[], true, own(&["192.168.1.5"], &["10.0.0.5"]));
         assert_eq!(p.check_ip(ip("192.168.1.10")), PeerVerdict::Allowed);
         assert_eq!(p.check_ip(ip("10.1.2.3")), PeerVerdict::Allowed);
         assert_eq!(p.check_ip(ip("fd12::1")), PeerVerdict::Allowed);
+        assert_eq!(p.check_ip(ip("192.168.1.5")), PeerVerdict::RelayOnly);
+        assert_eq!(
+            p.check_ip(ip("10.0.0.5")),
+            PeerVerdict::Denied(DenyReason::OwnAddress)
+        );
         assert!(matches!(
             p.check_ip(ip("127.0.0.1")),
             PeerVerdict::Denied(_)

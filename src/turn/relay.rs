@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
 use stun::message::{METHOD_DATA, Message};
 
-use super::policy::unmap;
+use super::policy::{self, unmap};
 use super::wire::{self, CHANNEL_HEADER_LEN, Reply};
 use super::{ClientAddr, ClientSend, Family, Now, PeerSend, RelayId, TurnCore};
 
@@ -38,7 +38,13 @@ impl TurnCore {
             return None;
         };
         let peer = binding.peer;
-        if alloc.permission(peer.ip(), now.mono).is_none() {
+        let Some(perm) = alloc.permission(peer.ip(), now.mono) else {
+            self.stats.no_permission_drops += 1;
+            return None;
+        };
+        // A relay that was live at ChannelBind may have closed since, and its
+        // port may now belong to another process.
+        if perm.relay_only && !policy::is_live(&self.shared.live, peer) {
             self.stats.no_permission_drops += 1;
             return None;
         }
@@ -79,7 +85,7 @@ impl TurnCore {
         }
         // Policy is checked on every Send: the peer's port matters for our own
         // relay addresses, and permissions are by IP only.
-        if self.cfg.policy.check_addr(peer).is_err() {
+        if self.cfg.policy.check_addr(peer, &self.shared.live).is_err() {
             self.stats.send_denied += 1;
             return None;
         }
@@ -119,13 +125,24 @@ impl TurnCore {
             self.stats.no_permission_drops += 1;
             return None;
         };
-        if perm.relay_only && !self.cfg.policy.is_relay_port(peer.port()) {
+        if perm.relay_only && !policy::is_live(&self.shared.live, peer) {
             self.stats.no_permission_drops += 1;
             return None;
         }
         let client = alloc.client;
-        if let Some(binding) = alloc.channel_for_peer(peer, now.mono) {
-            let number = binding.number;
+        let channel = alloc.channel_for_peer(peer, now.mono).map(|b| b.number);
+        // Both framings carry 16-bit lengths: a larger datagram (IPv6 allows
+        // 65,527 bytes) would be announced shorter than it is and
+        // desynchronise a stream client, letting the peer inject messages.
+        let fits = match channel {
+            Some(_) => len <= usize::from(u16::MAX),
+            None => data_indication_len(peer, len) <= wire::MAX_MESSAGE_LEN,
+        };
+        if !fits {
+            self.stats.oversize_drops += 1;
+            return None;
+        }
+        if let Some(number) = channel {
             if buf.len() < CHANNEL_HEADER_LEN + len + 3 {
                 return None;
             }
@@ -147,4 +164,10 @@ impl TurnCore {
         self.send_to_client(client, bytes);
         None
     }
+}
+
+/// The size of the Data indication that carries `len` bytes from `peer`.
+fn data_indication_len(peer: SocketAddr, len: usize) -> usize {
+    let addr = if peer.is_ipv4() { 8 } else { 20 };
+    wire::HEADER_LEN + 4 + addr + 4 + ((len + 3) & !3)
 }

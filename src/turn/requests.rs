@@ -7,7 +7,7 @@ use stun::message::*;
 
 use super::allocation::BindError;
 use super::auth::Authenticated;
-use super::policy::{PeerVerdict, unmap};
+use super::policy::{self, DenyReason, PeerVerdict, unmap};
 use super::server::Handled;
 use super::wire::{self, Reply};
 use super::{ClientAddr, Family, Now, TurnCore};
@@ -91,17 +91,17 @@ impl TurnCore {
         if !alloc.has_family(peer.ip()) {
             return Err(Handled::Error(443, "Peer Address Family Mismatch"));
         }
-        match self.cfg.policy.check_ip(peer.ip()) {
-            PeerVerdict::Allowed => Ok((peer, false)),
-            PeerVerdict::RelayOnly if self.cfg.policy.is_relay_port(peer.port()) => {
-                Ok((peer, true))
+        let reason = match self.cfg.policy.check_ip(peer.ip()) {
+            PeerVerdict::Allowed => return Ok((peer, false)),
+            PeerVerdict::RelayOnly if policy::is_live(&self.shared.live, peer) => {
+                return Ok((peer, true));
             }
-            PeerVerdict::RelayOnly | PeerVerdict::Denied(_) => {
-                self.stats.permission_denied += 1;
-                tracing::info!(allocation = id, peer = %peer, "peer refused by policy (403)");
-                Err(Handled::Error(403, "Forbidden"))
-            }
-        }
+            PeerVerdict::RelayOnly => DenyReason::OwnAddress,
+            PeerVerdict::Denied(reason) => reason,
+        };
+        self.stats.permission_denied += 1;
+        tracing::info!(allocation = id, peer = %peer, reason = reason.as_str(), "peer refused by policy (403)");
+        Err(Handled::Error(403, "Forbidden"))
     }
 
     pub(super) fn create_permission(

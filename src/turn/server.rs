@@ -14,8 +14,10 @@ use super::auth::{LogLimiter, Refusal};
 use super::nonce::NonceIssuer;
 use super::retransmit::ResponseCache;
 use super::stats::{AuthFailure, Stats};
+use super::unauth_rate::UnauthRate;
 use super::wire::{self, DecodeError, PacketKind, Reply};
-use super::{ClientAddr, Command, CoreConfig, Now, PeerSend, SharedState};
+use super::{ClientAddr, Command, CoreConfig, Now, PeerSend, SharedState, Transport};
+use crate::untrusted::Untrusted;
 
 /// Attributes each request method understands; any other comprehension-required
 /// attribute earns a 420. DONT-FRAGMENT is deliberately absent: we cannot
@@ -43,6 +45,24 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const RESPONSE_CACHE_ENTRIES: usize = 16 * 1024;
 pub(super) const BIND_ATTEMPTS: u8 = 8;
 
+/// An error for a request that proved no identity.
+struct UnauthError {
+    code: u16,
+    reason: &'static str,
+    /// For 420: the attribute types we do not understand.
+    unknown: Vec<AttrType>,
+}
+
+impl UnauthError {
+    fn new(code: u16, reason: &'static str) -> UnauthError {
+        UnauthError {
+            code,
+            reason,
+            unknown: Vec::new(),
+        }
+    }
+}
+
 /// What a request handler decided.
 pub(super) enum Handled {
     Success(Reply),
@@ -64,10 +84,11 @@ pub struct TurnCore {
     pub(super) cache: ResponseCache,
     pub(super) stats: Stats,
     pub(super) auth_log: LogLimiter,
-    /// Users whose credentials were revoked, until the credential's expiry.
-    pub(super) revoked: FxHashMap<String, u64>,
+    /// Allocation ids by user, so a revocation need not scan them all.
+    pub(super) by_user: FxHashMap<String, Vec<u64>>,
     pub(super) last_sweep: Option<Instant>,
     pub(super) draining: bool,
+    pub(super) unauth_rate: UnauthRate,
 }
 
 impl TurnCore {
@@ -81,6 +102,8 @@ impl TurnCore {
         workers: usize,
     ) -> TurnCore {
         let nonces = NonceIssuer::new(shared.nonce_key, cfg.nonce_lifetime);
+        let mut rng = rng;
+        let unauth_rate = UnauthRate::new(rng.next_u64());
         TurnCore {
             cfg,
             shared,
@@ -94,9 +117,10 @@ impl TurnCore {
             cache: ResponseCache::new(RESPONSE_CACHE_ENTRIES),
             stats: Stats::default(),
             auth_log: LogLimiter::new(20, Duration::from_millis(200)),
-            revoked: FxHashMap::default(),
+            by_user: FxHashMap::default(),
             last_sweep: None,
             draining: false,
+            unauth_rate,
         }
     }
 
@@ -140,11 +164,8 @@ impl TurnCore {
     /// When `handle_timeout` wants to run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let reserved = self.shared.reservations.lock().is_ok_and(|r| !r.is_empty());
-        if self.allocations.is_empty()
-            && self.cache.len() == 0
-            && self.revoked.is_empty()
-            && !reserved
-        {
+        let revocations = self.shared.revocations.lock().is_ok_and(|r| !r.is_empty());
+        if self.allocations.is_empty() && self.cache.len() == 0 && !revocations && !reserved {
             return None;
         }
         Some(
@@ -186,9 +207,8 @@ impl TurnCore {
                 self.stats.malformed += 1;
                 let head = wire::header_only(data)?;
                 if head.typ.class == CLASS_REQUEST {
-                    let bytes = Reply::error(head.typ.method, &head, 400, "Malformed attributes")
-                        .finish(None, false);
-                    self.send_to_client(client, bytes);
+                    let error = UnauthError::new(400, "Malformed attributes");
+                    self.answer_unauthenticated(client, &head, error, data.len(), false, now);
                 }
                 return None;
             }
@@ -211,8 +231,10 @@ impl TurnCore {
 
     fn request(&mut self, client: ClientAddr, mut msg: Message, now: Now) {
         let method = msg.typ.method;
+        let fingerprint = wire::has_fingerprint(&msg);
+        let request_len = msg.raw.len();
         if method == METHOD_BINDING {
-            return self.binding(client, &msg);
+            return self.binding(client, &msg, now);
         }
         if ![
             METHOD_ALLOCATE,
@@ -222,26 +244,41 @@ impl TurnCore {
         ]
         .contains(&method)
         {
-            let bytes = Reply::error(method, &msg, 400, "Unsupported method")
-                .finish(None, wire::has_fingerprint(&msg));
-            return self.send_to_client(client, bytes);
+            let error = UnauthError::new(400, "Unsupported method");
+            return self.answer_unauthenticated(client, &msg, error, request_len, fingerprint, now);
         }
         let tid = msg.transaction_id.0;
         if let Some(bytes) = self.cache.get(client, tid) {
             let bytes = bytes.clone();
             return self.send_to_client(client, bytes);
         }
-        let fingerprint = wire::has_fingerprint(&msg);
         let auth = match self.authenticate(&mut msg, client.addr, now) {
             Ok(auth) => auth,
+            Err(Refusal::Challenge) if let Some(error) = self.hopeless(client, &msg) => {
+                // A challenge would invite credentials for a request that
+                // must fail with them too, and costs 4x the request's size.
+                return self.answer_unauthenticated(
+                    client,
+                    &msg,
+                    error,
+                    request_len,
+                    fingerprint,
+                    now,
+                );
+            }
             Err(refusal) => {
                 let bytes = self.refusal_reply(method, &msg, refusal, client, now);
-                return self.send_to_client(client, bytes);
+                return self.send_rate_limited(client, bytes, now);
             }
         };
-        if let Some(until) = self.revoked.get(&auth.username[auth.user_start..])
-            && *until >= now.unix
-        {
+        let revoked = match self.shared.revocations.lock() {
+            Ok(mut r) => {
+                r.saw(auth.user(), auth.expiry);
+                r.is_revoked(auth.user(), now.unix)
+            }
+            Err(_) => false,
+        };
+        if revoked {
             let user = auth.username.clone();
             let r = self.refuse(AuthFailure::Revoked, &user, client.addr, now);
             let bytes = self.refusal_reply(method, &msg, r, client, now);
@@ -308,20 +345,83 @@ impl TurnCore {
         r.finish(None, fingerprint)
     }
 
-    fn binding(&mut self, client: ClientAddr, msg: &Message) {
+    fn binding(&mut self, client: ClientAddr, msg: &Message, now: Now) {
         self.stats.bindings += 1;
+        let fingerprint = wire::has_fingerprint(msg);
         let unknown = wire::unknown_required(msg, &COMMON);
-        let mut r = if unknown.is_empty() {
-            let mut r = Reply::new(METHOD_BINDING, CLASS_SUCCESS_RESPONSE, msg);
-            r.xor_addr(ATTR_XORMAPPED_ADDRESS, client.addr);
-            r
-        } else {
-            let mut r = Reply::error(METHOD_BINDING, msg, 420, "Unknown Attribute");
-            r.unknown(&unknown);
-            r
+        if !unknown.is_empty() {
+            let mut error = UnauthError::new(420, "Unknown Attribute");
+            error.unknown = unknown;
+            return self.answer_unauthenticated(
+                client,
+                msg,
+                error,
+                msg.raw.len(),
+                fingerprint,
+                now,
+            );
+        }
+        // The one answer allowed to outgrow a bare request: STUN exists for it.
+        let mut r = Reply::new(METHOD_BINDING, CLASS_SUCCESS_RESPONSE, msg);
+        r.xor_addr(ATTR_XORMAPPED_ADDRESS, client.addr);
+        let bytes = r.finish(None, fingerprint);
+        self.send_rate_limited(client, bytes, now);
+    }
+
+    /// The error a request without credentials gets when no credentials could
+    /// make it succeed: an Allocate with no usable REQUESTED-TRANSPORT, or a
+    /// request for an allocation this client does not have.
+    fn hopeless(&self, client: ClientAddr, msg: &Message) -> Option<UnauthError> {
+        if msg.typ.method == METHOD_ALLOCATE {
+            return match wire::attr(msg, ATTR_REQUESTED_TRANSPORT) {
+                Some([_, _, _, _]) => None,
+                _ => Some(UnauthError::new(400, "Bad Request")),
+            };
+        }
+        (!self.by_client.contains_key(&client))
+            .then(|| UnauthError::new(437, "Allocation Mismatch"))
+    }
+
+    /// Answers a request that proved no identity with an error no larger
+    /// than twice the request (the reason phrase goes first, then the answer
+    /// altogether), within the source's rate.
+    fn answer_unauthenticated(
+        &mut self,
+        client: ClientAddr,
+        msg: &Message,
+        error: UnauthError,
+        request_len: usize,
+        fingerprint: bool,
+        now: Now,
+    ) {
+        let build = |reason: &str| {
+            let mut r = Reply::error(msg.typ.method, msg, error.code, reason);
+            if !error.unknown.is_empty() {
+                r.unknown(&error.unknown);
+            }
+            r.finish(None, fingerprint)
         };
-        let _ = &mut r;
-        let bytes = r.finish(None, wire::has_fingerprint(msg));
+        let limit = 2 * request_len;
+        let bytes = Some(build(error.reason))
+            .filter(|b| b.len() <= limit)
+            .or_else(|| Some(build("")).filter(|b| b.len() <= limit));
+        match bytes {
+            Some(bytes) => self.send_rate_limited(client, bytes, now),
+            None => self.stats.rate_limited += 1,
+        }
+    }
+
+    /// Sends an answer to a request that proved no identity. Over UDP the
+    /// source may be spoofed, so such answers are rate-limited per source;
+    /// a stream client can only flood itself.
+    fn send_rate_limited(&mut self, client: ClientAddr, bytes: Vec<u8>, now: Now) {
+        let limit = self.cfg.unauth_replies_per_ip;
+        if client.transport == Transport::Udp
+            && !self.unauth_rate.admit(client.addr.ip(), limit, now.mono)
+        {
+            self.stats.rate_limited += 1;
+            return;
+        }
         self.send_to_client(client, bytes);
     }
 
@@ -369,28 +469,32 @@ impl TurnCore {
         }
         self.cache.expire(now.mono);
         self.expire_reservations(now);
-        self.revoked.retain(|_, until| *until >= now.unix);
+        if let Ok(mut r) = self.shared.revocations.lock() {
+            r.expire(now.unix);
+        }
     }
 
     /// Ends every allocation of `user` and refuses its credential until
     /// `until_unix` (the credential's expiry): the signaling half calls this
-    /// when a peer leaves its room.
+    /// on every worker when a peer leaves its room.
     pub fn revoke_user(&mut self, user: &str, until_unix: u64) -> usize {
-        let ids: Vec<u64> = self
-            .allocations
-            .values()
-            .filter(|a| a.user() == user)
-            .map(|a| a.id)
-            .collect();
+        let holds = self
+            .shared
+            .users
+            .lock()
+            .is_ok_and(|users| users.contains_key(user));
+        if let Ok(mut r) = self.shared.revocations.lock() {
+            r.revoke(user, until_unix, holds);
+        }
+        let ids = self.by_user.remove(user).unwrap_or_default();
         for &id in &ids {
             tracing::info!(
                 allocation = id,
-                user,
+                user = %Untrusted(user),
                 "allocation released: credential revoked"
             );
             self.remove_allocation(id);
         }
-        self.revoked.insert(user.to_owned(), until_unix);
         ids.len()
     }
 

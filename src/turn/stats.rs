@@ -49,6 +49,12 @@ pub struct Stats {
     pub send_denied: u64,
     pub no_permission_drops: u64,
     pub malformed: u64,
+    /// Peer datagrams too large to frame for the client (a Data indication or
+    /// ChannelData over 65,535 bytes).
+    pub oversize_drops: u64,
+    /// Requests left unanswered because their source was over the rate of
+    /// unauthenticated replies.
+    pub rate_limited: u64,
     pub bindings: u64,
     pub channels_bound: u64,
     /// Relayed traffic, indexed by the client's transport (`Transport::index`).
@@ -79,6 +85,8 @@ impl Stats {
         self.send_denied += o.send_denied;
         self.no_permission_drops += o.no_permission_drops;
         self.malformed += o.malformed;
+        self.oversize_drops += o.oversize_drops;
+        self.rate_limited += o.rate_limited;
         self.bindings += o.bindings;
         self.channels_bound += o.channels_bound;
         for i in 0..3 {

@@ -28,6 +28,12 @@ use rand::RngExt as _;
 use sha1::Sha1;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_natbridge");
+
+/// The daemon binary the tests run: `BIN`, or `NATBRIDGE_TEST_BIN` when set
+/// (to replay a regression test against an older build and watch it fail).
+pub fn daemon_bin() -> String {
+    std::env::var("NATBRIDGE_TEST_BIN").unwrap_or_else(|_| BIN.to_string())
+}
 pub const REALM: &str = "natbridge";
 pub const SECRET: &str = "integration-secret-new";
 pub const OLD_SECRET: &str = "integration-secret-old";
@@ -371,7 +377,7 @@ impl Daemon {
             let config_path = dir.file("natbridge.toml", &cfg.to_toml());
             let log_path = dir.path.join("daemon.log");
             let log = File::create(&log_path).expect("create daemon log file");
-            let child = Command::new(BIN)
+            let child = Command::new(daemon_bin())
                 .arg("serve")
                 .arg("--config")
                 .arg(&config_path)
@@ -508,7 +514,7 @@ impl Drop for Daemon {
 
 /// Runs `natbridge ARGS...`, killing it after `timeout`.
 pub fn run_cli(args: &[&str], timeout: Duration) -> std::process::Output {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(daemon_bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

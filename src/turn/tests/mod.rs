@@ -17,6 +17,7 @@ use stun::xoraddr::XorMappedAddress;
 use super::*;
 
 mod allocations;
+mod hostile;
 mod relaying;
 
 use crate::creds::{Secrets, password};
@@ -48,12 +49,15 @@ fn config(edit: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
         max_allocations: 1000,
         max_permissions: 8,
         max_channels: 8,
+        unauth_replies_per_ip: 0,
         policy: PeerPolicy::new(
             &[],
             &[],
             false,
-            vec![relay, "203.0.113.9".parse().unwrap()],
-            (50000, 50099),
+            OwnAddresses {
+                relay: vec![relay, "203.0.113.9".parse().unwrap()],
+                host: vec!["198.51.100.200".parse().unwrap()],
+            },
         ),
     };
     edit(&mut cfg);

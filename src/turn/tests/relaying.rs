@@ -9,7 +9,21 @@ fn peer_policy_on_permissions_and_channels() {
     let cr = cred("alice", 3600, "current");
     let c = client(1);
     let (_, nonce) = allocate(&mut h, c, &cr);
+    let (bob, _) = allocate(&mut h, client(2), &cred("bob", 3600, "current"));
+    let live = relayed(&bob).port();
+    let idle = (50000..=50099)
+        .find(|&p| p != live && !h.bound.iter().any(|(_, a)| a.port() == p))
+        .unwrap();
+    let (live_lo, live_adv) = (format!("127.0.0.1:{live}"), format!("203.0.113.9:{live}"));
+    let idle_lo = format!("127.0.0.1:{idle}");
     for (peer, want) in [
+        // Our own relay address at a live relay: relay to relay.
+        (live_lo.as_str(), None),
+        (live_adv.as_str(), None),
+        // Issue 11 finding 9: a port of the range no allocation holds.
+        (idle_lo.as_str(), Some(403)),
+        // Issue 11 finding 8: another address of the host.
+        ("198.51.100.200:3478", Some(403)),
         ("127.0.0.1:9", Some(403)),
         ("127.0.0.1:3478", Some(403)),
         ("169.254.169.254:80", Some(403)),
@@ -18,9 +32,6 @@ fn peer_policy_on_permissions_and_channels() {
         ("[::ffff:10.0.0.1]:9", Some(403)),
         ("[::1]:9", Some(443)),
         ("0.0.0.0:9", Some(403)),
-        // Our own relay address inside the relay range: relay to relay.
-        ("127.0.0.1:50050", None),
-        ("203.0.113.9:50050", None),
         ("8.8.8.8:9", None),
     ] {
         let r = h
@@ -43,7 +54,7 @@ fn peer_policy_on_permissions_and_channels() {
         )
         .unwrap();
     assert_eq!(code(&r), Some(403));
-    assert_eq!(h.core.stats().permission_denied, 8);
+    assert_eq!(h.core.stats().permission_denied, 10);
 }
 
 fn send_indication(peer: &str, data: &[u8]) -> Vec<u8> {
@@ -286,7 +297,9 @@ fn even_port_reservations_pair_rtp_and_rtcp() {
     let mut h = Harness::new(|_| {});
     let cr = cred("rtp", 3600, "current");
     let c1 = client(1);
-    let challenge = h.send(c1, &Req::new(METHOD_ALLOCATE).bytes()).unwrap();
+    let challenge = h
+        .send(c1, &Req::new(METHOD_ALLOCATE).transport().bytes())
+        .unwrap();
     let nonce = nonce_of(&challenge);
     let r = h
         .send(
