@@ -89,6 +89,9 @@ workers = $workers
 ${delay:+batch_delay_us = $delay}
 max_allocations = 20000
 user_quota = 100000
+# Every load client comes from 127.0.0.1: the per-source limit on
+# unauthenticated answers would measure itself, not the server.
+unauth_replies_per_ip = 0
 [auth]
 secrets = ["$SECRET"]
 [peers]

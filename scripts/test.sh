@@ -9,6 +9,29 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
+# Each stage's wall time, printed at the end (also when a stage fails).
+stage_names=()
+stage_secs=()
+stage_started=$SECONDS
+stage_current="setup"
+stage() {
+    stage_names+=("$stage_current")
+    stage_secs+=($((SECONDS - stage_started)))
+    stage_current="$1"
+    stage_started=$SECONDS
+    log "$1"
+}
+print_stages() {
+    stage_names+=("$stage_current")
+    stage_secs+=($((SECONDS - stage_started)))
+    printf '\n==> time per stage\n'
+    for i in "${!stage_names[@]}"; do
+        printf '%6ds  %s\n' "${stage_secs[$i]}" "${stage_names[$i]}"
+    done
+    printf '%6ds  total\n' "$SECONDS"
+}
+trap print_stages EXIT
+
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing_apt=()
@@ -20,31 +43,37 @@ command -v dpkg-deb >/dev/null 2>&1 || missing_apt+=(dpkg)
 if [ ${#missing_apt[@]} -gt 0 ]; then
     log "installing ${missing_apt[*]} (apt)"
     export DEBIAN_FRONTEND=noninteractive
+    # The packages ship daemons (coturn's turnserver) the tests do not use:
+    # they need only the clients and start their own servers on their own
+    # ports. A policy-rc.d for the length of the install keeps those daemons
+    # from starting; one the machine already has is left as it is.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod 755 "$policy"
+        own_policy=1
+    fi
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
-fi
-# The coturn package ships a TURN daemon; the tests need only its clients, and
-# a stray turnserver on 3478 would confuse anyone reading the results.
-if pgrep -x turnserver >/dev/null 2>&1; then
-    as_root systemctl disable --now coturn >/dev/null 2>&1 || true
-    as_root pkill -x turnserver || true
+    if [ "$own_policy" = 1 ]; then as_root rm -f "$policy"; fi
 fi
 if ! cargo deb --version >/dev/null 2>&1; then
-    log "installing cargo-deb"
+    stage "installing cargo-deb"
     cargo install cargo-deb --locked --quiet
 fi
 
-log "cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all -- --check
 
-log "cargo clippy --all-targets -- -D warnings"
+stage "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --release -- -D warnings
 
 # One release build serves every test binary: the integration tests run the
 # real daemon binary (CARGO_BIN_EXE_natbridge) that this same command builds,
 # and the browser tests below reuse it.
-log "cargo test --release"
+stage "cargo test --release"
 cargo test --release
 
-log "browser tests (Chromium via playwright-core)"
+stage "browser tests (Chromium via playwright-core)"
 NATBRIDGE_BIN="$PWD/target/release/natbridge" bash tests/browser/run.sh

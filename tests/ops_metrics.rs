@@ -360,7 +360,7 @@ fn check_documented_families(exp: &Exposition) {
     );
     assert_eq!(
         values("natbridge_turn_dropped_packets_total", "reason"),
-        set(&["no_permission", "malformed"])
+        set(&["no_permission", "malformed", "oversize", "rate_limited"])
     );
     assert_eq!(
         values("natbridge_turn_relayed_packets_total", "direction"),

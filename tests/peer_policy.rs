@@ -229,29 +229,33 @@ async fn two_clients_relay_to_each_other_under_default_policy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relay_ip_outside_the_relay_range_stays_denied() {
+async fn relay_ip_is_reachable_only_at_live_relay_ports() {
     let daemon = Daemon::start(Config::default());
     let mut c = daemon.client_for("alice").await;
-    c.allocate_ok().await;
+    let own_relay = c.allocate_ok().await;
+    let mut other = daemon.client_for("bob").await;
+    let live = other.allocate_ok().await;
     let (min, max) = daemon.relay_ports();
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let listen = daemon.addr.port();
-    let mut outside = vec![min - 1, max + 1];
+    let idle = (min..=max)
+        .find(|&p| p != live.port() && p != own_relay.port())
+        .expect("a relay-range port no allocation holds");
+    let mut refused = vec![min - 1, max + 1, idle];
     if !(min..=max).contains(&listen) {
-        outside.push(listen);
+        refused.push(listen);
     }
-    for port in outside {
+    for port in refused {
         let p = SocketAddr::new(lo, port);
         expect_error(
             &c.create_permission(&[p]).await,
             403,
-            &format!("CreatePermission to relay IP port {port} outside {min}..={max}"),
+            &format!("CreatePermission to relay IP port {port}, which holds no live relay"),
         );
     }
-    let inside = SocketAddr::new(lo, min + 100);
     expect_success(
-        &c.create_permission(&[inside]).await,
-        "CreatePermission to relay IP with a port inside the relay range",
+        &c.create_permission(&[SocketAddr::new(lo, live.port())]).await,
+        "CreatePermission to another client's live relay",
     );
 }
 
