@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod creds;
 pub mod daemon;
+pub mod exposure;
 pub mod http;
 pub mod metrics;
 pub mod net;

@@ -143,6 +143,14 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 print!("{}", cfg.to_toml_redacted());
                 eprintln!("natbridge: {} is valid", file.display());
+                eprintln!("natbridge: exposure (what an anonymous client on the network can do):");
+                for line in natbridge::exposure::summary(&cfg) {
+                    let tag = match line.level {
+                        natbridge::exposure::Level::Open => "OPEN  ",
+                        natbridge::exposure::Level::Closed => "closed",
+                    };
+                    eprintln!("  {tag} {}", line.text);
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -193,6 +193,51 @@ async fn default_origin_policy() {
     assert_origin_ok(http, Some(&format!("http://{http}"))).await;
 }
 
+/// Issue 11, finding 15: the Host header is the attacker's under DNS
+/// rebinding (evil.example resolves to this server), so it must not make
+/// the attacker's origin acceptable; nor may user info or a malformed IPv6
+/// literal smuggle another host past a localhost check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_check_ignores_host_header_and_parses_strictly() {
+    let daemon = start("").await;
+    let http = daemon.http;
+    let port = http.port();
+    for (host, origin) in [
+        (
+            format!("evil.example:{port}"),
+            format!("http://evil.example:{port}"),
+        ),
+        (
+            "evil.example".to_string(),
+            "http://evil.example".to_string(),
+        ),
+        (http.to_string(), "http://localhost:1@evil.com".to_string()),
+        (http.to_string(), "http://[::1]evil.com".to_string()),
+        (http.to_string(), format!("http://{http}@evil.com")),
+    ] {
+        let opts = ConnectOpts {
+            origin: Some(origin.clone()),
+            headers: vec![("Host".to_string(), host.clone())],
+            ..ConnectOpts::default()
+        };
+        let status = refused_status(http, &opts).await;
+        assert_eq!(status, 403, "upgrade with Host {host} and Origin {origin}");
+    }
+}
+
+/// With http.public_host set (a public deployment), pages on that host are
+/// let in and pages on the visitor's localhost are not, unless listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_host_is_the_own_origin() {
+    let daemon = start("public_host = \"meet.example.com\"\n").await;
+    let http = daemon.http;
+    assert_origin_ok(http, Some("https://meet.example.com")).await;
+    assert_origin_ok(http, Some("http://meet.example.com:8080")).await;
+    assert_origin_refused(http, "http://localhost:1234").await;
+    assert_origin_refused(http, &format!("http://{http}")).await;
+    assert_origin_refused(http, "https://evil.example").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_origins_replace_the_default() {
     let daemon = start("[signaling]\nallowed_origins = [\"https://meet.example.com\"]\n").await;

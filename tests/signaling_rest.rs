@@ -77,40 +77,84 @@ async fn healthz() {
     );
 }
 
+/// `GET path` from the loopback address `from` (another client address).
+async fn get_from(from: [u8; 4], http: std::net::SocketAddr, path: &str) -> HttpResponse {
+    let sock = tokio::net::TcpSocket::new_v4().expect("TCP socket");
+    sock.bind(std::net::SocketAddr::from((from, 0)))
+        .expect("bind a loopback source address");
+    let stream = tokio::time::timeout(ARRIVE, sock.connect(http))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    get_over(stream, &http.to_string(), path).await
+}
+
+fn creds_of(v: &Value) -> Creds {
+    Creds {
+        username: v["username"].as_str().expect("username").to_string(),
+        password: v["password"].as_str().expect("password").to_string(),
+    }
+}
+
+/// Issue 11, finding 7: without API keys ("open mode") the server names the
+/// user after the caller's address and the credential is short-lived; the
+/// caller's `?username=` is not honoured, so nobody can take a room peer's
+/// name (and its quota), and `turn.user_quota` limits each caller instead
+/// of every anonymous caller together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ice_servers_without_keys() {
-    let daemon = start("").await;
+async fn open_mode_credentials_are_per_caller_and_short() {
+    let daemon = Daemon::start(Config {
+        credential_ttl: Some(7200),
+        user_quota: Some(1),
+        ..Config::default()
+    });
+    wait_http(daemon.http).await;
     let r = http_get(daemon.http, "/api/ice-servers", &[]).await;
     assert_eq!(r.status, 200, "{r:?}");
-    check_ice_body(&daemon, &r.json(), 3600);
+    // auth.open_credential_ttl (3600 by default), not credential_ttl.
+    let user = check_ice_body(&daemon, &r.json(), 3600);
+    assert!(user.ends_with(":anon-127.0.0.1"), "{user}");
 
-    // Draft form: the username becomes the user part.
+    // A room peer's name in ?username= is ignored.
     let r = http_get(
         daemon.http,
-        "/api/ice-servers?service=turn&username=alice",
+        "/api/ice-servers?service=turn&username=room/peer1",
         &[],
     )
     .await;
     assert_eq!(r.status, 200, "{r:?}");
-    let user = check_ice_body(&daemon, &r.json(), 3600);
-    assert!(
-        user.ends_with(":alice"),
-        "username must be <expiry>:alice: {user}"
-    );
+    let squat = check_ice_body(&daemon, &r.json(), 3600);
+    assert!(squat.ends_with(":anon-127.0.0.1"), "{squat}");
 
-    // The credential works on the TURN port.
-    let v = r.json();
-    let creds = Creds {
-        username: v["username"].as_str().expect("username").to_string(),
-        password: v["password"].as_str().expect("password").to_string(),
-    };
-    let mut raw = StunClient::new(daemon.addr).await.with_creds(creds);
-    raw.allocate_ok().await;
+    // Caller A uses up its quota of one allocation...
+    let mut a = StunClient::new(daemon.addr)
+        .await
+        .with_creds(creds_of(&r.json()));
+    a.allocate_ok().await;
+    let mut a2 = StunClient::new(daemon.addr)
+        .await
+        .with_creds(creds_of(&r.json()));
+    expect_error(&a2.allocate().await, 486, "a second allocation of A");
+
+    // ...and caller B, at another address, still gets its own.
+    let r = get_from([127, 0, 0, 2], daemon.http, "/api/ice-servers").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let user_b = check_ice_body(&daemon, &r.json(), 3600);
+    assert!(user_b.ends_with(":anon-127.0.0.2"), "{user_b}");
+    let mut b = StunClient::new(daemon.addr)
+        .await
+        .with_creds(creds_of(&r.json()));
+    b.allocate_ok().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ice_servers_with_api_keys() {
-    let daemon = start("api_keys = [\"key-one-123\", \"key-two-456\"]\n").await;
+    let daemon = Daemon::start(Config {
+        credential_ttl: Some(7200),
+        extra_toml: "api_keys = [\"key-one-123\", \"key-two-456\"]\n".to_string(),
+        ..Config::default()
+    });
+    wait_http(daemon.http).await;
     let http = daemon.http;
     let r = http_get(
         http,
@@ -119,8 +163,14 @@ async fn ice_servers_with_api_keys() {
     )
     .await;
     assert_eq!(r.status, 200, "{r:?}");
-    let user = check_ice_body(&daemon, &r.json(), 3600);
+    // A caller with a key names its users, and gets credential_ttl.
+    let user = check_ice_body(&daemon, &r.json(), 7200);
     assert!(user.ends_with(":alice"), "{user}");
+    // The credential works on the TURN port.
+    let mut raw = StunClient::new(daemon.addr)
+        .await
+        .with_creds(creds_of(&r.json()));
+    raw.allocate_ok().await;
     let r = http_get(http, "/api/ice-servers?key=key-two-456", &[]).await;
     assert_eq!(r.status, 200, "second key: {r:?}");
     let r = http_get(

@@ -120,6 +120,13 @@ pub struct AuthSection {
     pub credential_ttl: u64,
     /// Seconds a credential is still accepted after its expiry.
     pub expiry_grace: u64,
+    /// Seconds: lifetime of credentials handed out without authentication
+    /// (`/api/ice-servers` without API keys, room peers without JWTs); the
+    /// shorter of this and `credential_ttl` applies.
+    pub open_credential_ttl: u64,
+    /// Seconds; 0 is off. A TURN credential whose expiry lies further ahead
+    /// than this is refused (401).
+    pub max_ttl: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -176,6 +183,31 @@ pub struct HttpSection {
     /// guarantees it parses as a `SocketAddr` and clashes with no other TCP
     /// listener.
     pub redirect_listen: String,
+    /// Milliseconds a client has to send a request head (and to finish a
+    /// TLS handshake); also bounds the wait for the next request.
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a connection with no request in progress may stay
+    /// silent; at most `header_read_timeout_ms`.
+    pub keepalive_idle_timeout_ms: u64,
+    /// Request line plus headers, in bytes.
+    pub max_header_bytes: u32,
+    /// HTTP connections (before any WebSocket upgrade) across every HTTP
+    /// listener, in all and from one client address.
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    /// TCP peers whose forwarding header names the client.
+    #[serde(with = "values::cidr_list")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header trusted proxies put the client address in.
+    pub proxy_header: ProxyHeader,
+}
+
+/// Which header a trusted reverse proxy names the client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyHeader {
+    XForwardedFor,
+    Forwarded,
 }
 
 /// The certificate shared by TURN over TLS and HTTPS; the daemon reloads the
@@ -198,10 +230,13 @@ pub struct SignalingSection {
     /// Peers per room.
     pub room_capacity: u32,
     /// Empty: anyone may join. Otherwise joining needs an HS256 JWT signed
-    /// with it (claims `room`, `exp`, optional `name`).
+    /// with it (claims `room`, `exp`, optional `name` and `nbf`).
     pub jwt_secret: String,
-    /// Empty: the request's own host plus localhost, 127.0.0.1 and [::1] on
-    /// any port. `["*"]`: any origin. Otherwise exact origins such as
+    /// Seconds: the furthest ahead a token's `exp` may lie.
+    pub jwt_max_lifetime: u64,
+    /// Empty: `http.public_host` on any port, plus localhost, 127.0.0.1
+    /// and [::1] on any port while `public_host` is "auto" or loopback.
+    /// `["*"]`: any origin. Otherwise exact origins such as
     /// `https://meet.example.com` (lowercase, no path, no default port).
     pub allowed_origins: Vec<String>,
     /// Bytes.
@@ -242,6 +277,9 @@ pub struct MetricsSection {
     /// served. Otherwise an `IP:PORT` (port not 0) where only `/metrics` is
     /// served; validation guarantees it parses as a `SocketAddr`.
     pub listen: String,
+    /// Client addresses that may read /metrics on the HTTP listener.
+    #[serde(with = "values::cidr_list")]
+    pub allow: Vec<ipnet::IpNet>,
 }
 
 // The section defaults below are what serde fills in for keys a file leaves
@@ -286,6 +324,8 @@ impl Default for AuthSection {
             secrets: None,
             credential_ttl: 86400,
             expiry_grace: 0,
+            open_credential_ttl: 3600,
+            max_ttl: 0,
         }
     }
 }
@@ -300,6 +340,8 @@ impl std::fmt::Debug for AuthSection {
             .field("secrets", &secrets)
             .field("credential_ttl", &self.credential_ttl)
             .field("expiry_grace", &self.expiry_grace)
+            .field("open_credential_ttl", &self.open_credential_ttl)
+            .field("max_ttl", &self.max_ttl)
             .finish()
     }
 }
@@ -323,6 +365,13 @@ impl Default for HttpSection {
             api_requests_per_minute: 60,
             tls: false,
             redirect_listen: String::new(),
+            header_read_timeout_ms: 10_000,
+            keepalive_idle_timeout_ms: 5_000,
+            max_header_bytes: 16_384,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            trusted_proxies: Vec::new(),
+            proxy_header: ProxyHeader::XForwardedFor,
         }
     }
 }
@@ -332,6 +381,7 @@ impl Default for SignalingSection {
         SignalingSection {
             room_capacity: 8,
             jwt_secret: String::new(),
+            jwt_max_lifetime: 86400,
             allowed_origins: Vec::new(),
             max_message_bytes: 65536,
             messages_per_second: 50,
@@ -356,6 +406,10 @@ impl Default for MetricsSection {
     fn default() -> MetricsSection {
         MetricsSection {
             listen: "http".to_owned(),
+            allow: vec![
+                ipnet::Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8).into(),
+                ipnet::Ipv6Net::new_assert(std::net::Ipv6Addr::LOCALHOST, 128).into(),
+            ],
         }
     }
 }
@@ -378,6 +432,13 @@ impl std::fmt::Debug for HttpSection {
             .field("api_requests_per_minute", &self.api_requests_per_minute)
             .field("tls", &self.tls)
             .field("redirect_listen", &self.redirect_listen)
+            .field("header_read_timeout_ms", &self.header_read_timeout_ms)
+            .field("keepalive_idle_timeout_ms", &self.keepalive_idle_timeout_ms)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("proxy_header", &self.proxy_header)
             .finish()
     }
 }
@@ -387,6 +448,7 @@ impl std::fmt::Debug for SignalingSection {
         f.debug_struct("SignalingSection")
             .field("room_capacity", &self.room_capacity)
             .field("jwt_secret", &redacted_str(&self.jwt_secret))
+            .field("jwt_max_lifetime", &self.jwt_max_lifetime)
             .field("allowed_origins", &self.allowed_origins)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("messages_per_second", &self.messages_per_second)

@@ -7,8 +7,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 
 use crate::config::Config;
+use crate::config::ProxyHeader;
 use crate::creds::Secrets;
-use crate::http::{ApiSettings, AppState};
+use crate::http::origin::OwnOrigin;
+use crate::http::proxy::{ForwardHeader, TrustedProxies};
+use crate::http::{AppState, ConnLimits, HttpSettings, ServeContext};
 use crate::net::coalesce::BatchDelay;
 use crate::net::stream::{StreamSettings, reuseport_tcp};
 use crate::net::udp::{self, Control, StatsBoard, Worker, WorkerSetup};
@@ -115,22 +118,58 @@ fn metrics_addr(cfg: &Config) -> Option<std::net::SocketAddr> {
     cfg.metrics.listen.parse().ok()
 }
 
+/// Lifetime of credentials handed to callers nobody authenticated.
+fn open_ttl(cfg: &Config) -> u64 {
+    cfg.auth.open_credential_ttl.min(cfg.auth.credential_ttl)
+}
+
 fn ice_settings(cfg: &Config, secrets: Secrets) -> IceSettings {
     let (stun_urls, turn_urls) = crate::cli::ice_urls(cfg);
+    let peers_open = cfg.signaling.jwt_secret.is_empty();
     IceSettings {
         secrets,
         stun_urls,
         turn_urls,
-        ttl: cfg.auth.credential_ttl,
+        ttl: if peers_open {
+            open_ttl(cfg)
+        } else {
+            cfg.auth.credential_ttl
+        },
+        keyed_ttl: cfg.auth.credential_ttl,
     }
 }
 
-fn api_settings(cfg: &Config) -> ApiSettings {
-    ApiSettings {
+fn http_settings(cfg: &Config) -> HttpSettings {
+    HttpSettings {
         api_keys: cfg.http.api_keys.clone(),
         admin_token: cfg.http.admin_token.clone(),
         requests_per_minute: cfg.http.api_requests_per_minute,
+        anonymous_ttl: open_ttl(cfg),
+        own_origin: OwnOrigin::new(
+            &crate::cli::public_host(cfg),
+            cfg.http.public_host != "auto",
+        ),
+        metrics_allow: cfg.metrics.allow.clone(),
     }
+}
+
+fn conn_limits(cfg: &Config) -> ConnLimits {
+    let h = &cfg.http;
+    ConnLimits {
+        header_read_timeout: Duration::from_millis(h.header_read_timeout_ms),
+        keepalive_idle_timeout: Duration::from_millis(h.keepalive_idle_timeout_ms),
+        max_header_bytes: h.max_header_bytes as usize,
+        max_connections: h.max_connections,
+        max_connections_per_ip: h.max_connections_per_ip,
+    }
+}
+
+fn trusted_proxies(cfg: &Config) -> TrustedProxies {
+    let header = match cfg.http.proxy_header {
+        ProxyHeader::XForwardedFor => ForwardHeader::XForwardedFor,
+        ProxyHeader::Forwarded => ForwardHeader::Forwarded,
+    };
+    TrustedProxies::new(cfg.http.trusted_proxies.clone(), header)
 }
 
 impl Daemon {
@@ -212,9 +251,16 @@ impl Daemon {
             signal,
             turn_stats: board.clone(),
             metrics_on_http: cfg.metrics.listen == "http",
-            api: Arc::new(RwLock::new(Arc::new(api_settings(cfg)))),
+            settings: Arc::new(RwLock::new(Arc::new(http_settings(cfg)))),
             api_rate: Arc::new(PerIpRate::default()),
+            serve: ServeContext::new(conn_limits(cfg), trusted_proxies(cfg)),
         };
+        for line in crate::exposure::summary(cfg) {
+            match line.level {
+                crate::exposure::Level::Open => tracing::warn!("exposure: {}", line.text),
+                crate::exposure::Level::Closed => tracing::info!("exposure: {}", line.text),
+            }
+        }
         tracing::info!(
             http = %cfg.http.listen,
             listen = ?cfg.turn.listen,
@@ -254,9 +300,10 @@ impl Daemon {
         let core_cfg = Arc::new(core_config(cfg, resolve_relay_addrs(cfg), secrets.clone()));
         self.http.signal.ice.replace(ice_settings(cfg, secrets));
         self.http.signal.set_limits(SessionLimits::from_config(cfg));
-        if let Ok(mut api) = self.http.api.write() {
-            *api = Arc::new(api_settings(cfg));
-        }
+        self.http.replace_settings(http_settings(cfg));
+        self.http
+            .serve
+            .replace(conn_limits(cfg), trusted_proxies(cfg));
         self.batch_delay.set(cfg.turn.batch_delay_us);
         for w in &self.workers {
             let _ = w.control.send(Control::Reconfigure(core_cfg.clone()));
@@ -265,53 +312,32 @@ impl Daemon {
     }
 
     /// Starts serving HTTP (and metrics on their own address when asked).
+    /// Every listener runs the same accept loop, with the same limits.
     pub async fn spawn_http(&mut self, cfg: &Config) -> Result<()> {
+        use crate::http::serve::serve;
         let state = self.http.clone();
+        let ctx = state.serve.clone();
         if let Some(listener) = self.http_listener.take() {
-            let state = state.clone();
-            match (&self.certs, cfg.http.tls) {
-                (Some(store), true) => {
-                    let tls = crate::tls::server_config(store.clone(), &[b"http/1.1"])?;
-                    let server = axum_server::tls_rustls::from_tcp_rustls(
-                        listener,
-                        axum_server::tls_rustls::RustlsConfig::from_config(tls),
-                    )?;
-                    tokio::spawn(async move {
-                        let app = crate::http::router(state)
-                            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-                        if let Err(e) = server.serve(app).await {
-                            tracing::error!(error = %e, "HTTPS listener failed");
-                        }
-                    });
-                }
-                _ => {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    tokio::spawn(async move {
-                        if let Err(e) = crate::http::serve(listener, state).await {
-                            tracing::error!(error = %e, "HTTP listener failed");
-                        }
-                    });
-                }
-            }
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let tls = match (&self.certs, cfg.http.tls) {
+                (Some(store), true) => Some(tokio_rustls::TlsAcceptor::from(
+                    crate::tls::server_config(store.clone(), &[b"http/1.1"])?,
+                )),
+                _ => None,
+            };
+            let what = if tls.is_some() { "HTTPS" } else { "HTTP" };
+            let app = crate::http::router(state.clone());
+            tokio::spawn(serve(listener, app, tls, ctx.clone(), what));
         }
         if let Ok(addr) = cfg.http.redirect_listen.parse::<std::net::SocketAddr>() {
             let listener = crate::http::bind(addr).await?;
-            let https_port = cfg.http.listen.port();
-            tokio::spawn(async move {
-                let app = crate::http::redirect_router(https_port);
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "HTTP redirect listener failed");
-                }
-            });
+            let app = crate::http::redirect_router(cfg.http.listen.port());
+            tokio::spawn(serve(listener, app, None, ctx.clone(), "HTTP redirect"));
         }
         if let Some(addr) = metrics_addr(cfg) {
             let listener = crate::http::bind(addr).await?;
-            tokio::spawn(async move {
-                let app = crate::http::metrics_router(state);
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "metrics listener failed");
-                }
-            });
+            let app = crate::http::metrics_router(state);
+            tokio::spawn(serve(listener, app, None, ctx, "metrics"));
         }
         Ok(())
     }

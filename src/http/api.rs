@@ -1,15 +1,16 @@
 //! The REST API: TURN credentials in the TURN REST API draft shape, room
 //! listings for operators.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::proxy::ClientIp;
 use super::{AppState, json_error};
 
 #[derive(Debug, Deserialize)]
@@ -36,25 +37,43 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The user part of a credential for a caller without an API key: the
+/// caller's address (its /64 for IPv6, which one host usually holds whole),
+/// so that `turn.user_quota` limits each caller rather than every anonymous
+/// caller together, and no caller can take another's name.
+pub fn anonymous_user(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => format!("anon-{v4}"),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("anon-{:x}-{:x}-{:x}-{:x}", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
 pub async fn ice_servers(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     headers: HeaderMap,
     Query(q): Query<IceQuery>,
 ) -> Response {
-    let api = state.api();
-    if !state.api_rate.allow(
-        peer.ip(),
-        api.requests_per_minute,
-        std::time::Instant::now(),
-    ) {
+    let api = state.settings();
+    if !state
+        .api_rate
+        .allow(client, api.requests_per_minute, std::time::Instant::now())
+    {
         return json_error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many requests",
         );
     }
-    if !api.api_keys.is_empty() {
+    // Open mode (no keys): the server names the user and the credential is
+    // short-lived. With a key, the caller is the operator's application and
+    // may name its own users.
+    let (user, ttl) = if api.api_keys.is_empty() {
+        (anonymous_user(client), api.anonymous_ttl)
+    } else {
         let given = q.key.as_deref().or_else(|| bearer(&headers));
         if !given.is_some_and(|k| api.api_keys.iter().any(|a| constant_time_eq(a, k))) {
             return json_error(
@@ -63,16 +82,17 @@ pub async fn ice_servers(
                 "a valid API key is required",
             );
         }
-    }
-    let user = q.username.as_deref().unwrap_or("api");
-    if user.is_empty() || user.len() > 128 || user.chars().any(char::is_control) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "bad_username",
-            "username must be 1-128 printable characters",
-        );
-    }
-    let ice = state.signal.ice.issue(user);
+        let user = q.username.clone().unwrap_or_else(|| "api".to_owned());
+        if user.is_empty() || user.len() > 128 || user.chars().any(char::is_control) {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_username",
+                "username must be 1-128 printable characters",
+            );
+        }
+        (user, state.signal.ice.ttl_with_key())
+    };
+    let ice = state.signal.ice.issue_for(&user, ttl);
     Json(json!({
         "username": ice.credential.username,
         "password": ice.credential.credential,
@@ -85,7 +105,7 @@ pub async fn ice_servers(
 
 /// The refusal when the request may not use the rooms API.
 fn refuse_admin(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    let api = state.api();
+    let api = state.settings();
     if api.admin_token.is_empty() {
         return Some(json_error(
             StatusCode::NOT_FOUND,

@@ -2,7 +2,10 @@
 //! the health check, all on one port.
 
 mod api;
-mod origin;
+mod metrics;
+pub mod origin;
+pub mod proxy;
+pub mod serve;
 mod upgrade;
 mod web;
 
@@ -13,17 +16,28 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use ipnet::IpNet;
 use serde_json::json;
 
 use crate::signal::SignalContext;
 use crate::signal::limits::PerIpRate;
 
-/// REST settings, replaced whole on reload.
+pub use metrics::metrics_router;
+pub use serve::{ConnLimits, ServeContext};
+
+/// What the HTTP handlers read per request, replaced whole on reload.
 #[derive(Debug, Clone)]
-pub struct ApiSettings {
+pub struct HttpSettings {
     pub api_keys: Vec<String>,
     pub admin_token: String,
     pub requests_per_minute: u32,
+    /// Lifetime of credentials `/api/ice-servers` hands to callers without
+    /// an API key (open mode); with keys, `auth.credential_ttl` applies.
+    pub anonymous_ttl: u64,
+    /// Who this server is, for the WebSocket origin check.
+    pub own_origin: origin::OwnOrigin,
+    /// Client addresses that may read /metrics on this listener.
+    pub metrics_allow: Vec<IpNet>,
 }
 
 #[derive(Clone)]
@@ -32,15 +46,23 @@ pub struct AppState {
     pub turn_stats: crate::net::udp::StatsBoard,
     /// `metrics.listen = "http"`: /metrics is served here.
     pub metrics_on_http: bool,
-    pub api: Arc<RwLock<Arc<ApiSettings>>>,
+    pub settings: Arc<RwLock<Arc<HttpSettings>>>,
     pub api_rate: Arc<PerIpRate>,
+    /// Connection limits and trusted proxies of every HTTP listener.
+    pub serve: ServeContext,
 }
 
 impl AppState {
-    pub fn api(&self) -> Arc<ApiSettings> {
-        match self.api.read() {
+    pub fn settings(&self) -> Arc<HttpSettings> {
+        match self.settings.read() {
             Ok(a) => a.clone(),
             Err(e) => e.into_inner().clone(),
+        }
+    }
+
+    pub fn replace_settings(&self, settings: HttpSettings) {
+        if let Ok(mut s) = self.settings.write() {
+            *s = Arc::new(settings);
         }
     }
 }
@@ -56,7 +78,7 @@ pub fn json_error(status: StatusCode, code: &str, reason: &str) -> Response {
 
 pub fn router(state: AppState) -> Router {
     let base = if state.metrics_on_http {
-        Router::new().route("/metrics", get(metrics))
+        Router::new().route("/metrics", get(metrics::on_http))
     } else {
         Router::new()
     };
@@ -73,29 +95,6 @@ pub fn router(state: AppState) -> Router {
         .route("/trickle", get(web::trickle))
         .route("/{*path}", get(web::file))
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
-        .with_state(state)
-}
-
-pub async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    let (turn, _) = crate::net::udp::summarize(&state.turn_stats);
-    let draining = state
-        .signal
-        .draining
-        .load(std::sync::atomic::Ordering::Relaxed);
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        crate::metrics::render(&turn, &state.signal, draining),
-    )
-        .into_response()
-}
-
-/// A router with only `/metrics`, for a separate metrics address.
-pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -137,12 +136,4 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {addr}: {e}")))
-}
-
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
 }

@@ -1,15 +1,15 @@
 //! `GET /ws`: the WebSocket upgrade, after origin and connection limits.
 
-use std::net::SocketAddr;
-
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
+use super::proxy::ClientIp;
 use super::{AppState, json_error, origin};
 use crate::signal::limits::Refused;
 use crate::signal::{protocol, session};
+use crate::untrusted::Untrusted;
 
 /// Bytes read from the socket at a time.
 const WS_READ_BUFFER: usize = 4096;
@@ -18,22 +18,23 @@ const WS_WRITE_BUFFER: usize = 4096;
 
 pub async fn ws(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let limits = state.signal.limits();
-    let get = |h| {
-        headers
-            .get(h)
-            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
-    };
-    if !origin::allowed(
-        get(header::ORIGIN),
-        get(header::HOST),
-        &limits.allowed_origins,
-    ) {
-        tracing::info!(client = %peer, origin = ?get(header::ORIGIN), "WebSocket refused: origin not allowed");
+    // An Origin that is not text is still an Origin: it must not pass as
+    // the absent header of a non-browser client.
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| std::str::from_utf8(v.as_bytes()).unwrap_or("\u{0}"));
+    let own = &state.settings().own_origin;
+    if !origin::allowed(origin, &limits.allowed_origins, own) {
+        tracing::info!(
+            client = %client,
+            origin = ?origin.map(Untrusted),
+            "WebSocket refused: origin not allowed (see signaling.allowed_origins and http.public_host)"
+        );
         return json_error(
             StatusCode::FORBIDDEN,
             "origin_forbidden",
@@ -41,7 +42,7 @@ pub async fn ws(
         );
     }
     let slot = match state.signal.counter.acquire(
-        peer.ip(),
+        client,
         limits.max_connections,
         limits.max_connections_per_ip,
     ) {

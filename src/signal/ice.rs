@@ -12,7 +12,12 @@ pub struct IceSettings {
     pub secrets: Secrets,
     pub stun_urls: Vec<String>,
     pub turn_urls: Vec<String>,
+    /// Lifetime of room peers' credentials: `auth.open_credential_ttl` when
+    /// anyone may join (no `signaling.jwt_secret`), else
+    /// `auth.credential_ttl`.
     pub ttl: u64,
+    /// `auth.credential_ttl`, for REST callers that showed an API key.
+    pub keyed_ttl: u64,
 }
 
 /// Shared by signaling and the REST API; replaced whole on reload.
@@ -57,9 +62,19 @@ impl IceIssuer {
         self.current().ttl
     }
 
+    pub fn ttl_with_key(&self) -> u64 {
+        self.current().keyed_ttl
+    }
+
+    /// A credential for a room peer.
     pub fn issue(&self, user: &str) -> IssuedIce {
+        let ttl = self.current().ttl;
+        self.issue_for(user, ttl)
+    }
+
+    pub fn issue_for(&self, user: &str, ttl: u64) -> IssuedIce {
         let s = self.current();
-        let credential = s.secrets.mint(user, s.ttl, now_unix());
+        let credential = s.secrets.mint(user, ttl, now_unix());
         let ice_servers = json!([
             {"urls": s.stun_urls},
             {"urls": s.turn_urls, "username": credential.username, "credential": credential.credential},

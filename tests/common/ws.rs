@@ -68,6 +68,9 @@ pub struct ConnectOpts {
     /// Local (source) address to connect from, e.g. 127.0.0.2 to look like
     /// another client IP; port 0 is usual.
     pub local: Option<SocketAddr>,
+    /// Further request headers, e.g. a `Host` other than the address
+    /// connected to (as under DNS rebinding) or `X-Forwarded-For`.
+    pub headers: Vec<(String, String)>,
 }
 
 impl ConnectOpts {
@@ -110,6 +113,12 @@ pub async fn try_connect(
         req.headers_mut().insert(
             "Origin",
             HeaderValue::from_str(origin).expect("origin is a valid header value"),
+        );
+    }
+    for (name, value) in &opts.headers {
+        req.headers_mut().insert(
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            HeaderValue::from_str(value).expect("valid header value"),
         );
     }
     let fut = async {

@@ -81,6 +81,8 @@ fn expected_defaults() -> Config {
             secrets: None,
             credential_ttl: 86400,
             expiry_grace: 0,
+            open_credential_ttl: 3600,
+            max_ttl: 0,
         },
         peers: PeerSection {
             allow: vec![],
@@ -99,6 +101,13 @@ fn expected_defaults() -> Config {
             api_requests_per_minute: 60,
             tls: false,
             redirect_listen: String::new(),
+            header_read_timeout_ms: 10000,
+            keepalive_idle_timeout_ms: 5000,
+            max_header_bytes: 16384,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            trusted_proxies: vec![],
+            proxy_header: ProxyHeader::XForwardedFor,
         },
         tls: TlsSection {
             cert: String::new(),
@@ -107,6 +116,7 @@ fn expected_defaults() -> Config {
         signaling: SignalingSection {
             room_capacity: 8,
             jwt_secret: String::new(),
+            jwt_max_lifetime: 86400,
             allowed_origins: vec![],
             max_message_bytes: 65536,
             messages_per_second: 50,
@@ -121,6 +131,7 @@ fn expected_defaults() -> Config {
         service: ServiceSection { drain_timeout: 30 },
         metrics: MetricsSection {
             listen: "http".into(),
+            allow: vec![net("127.0.0.0/8"), net("::1/128")],
         },
     }
 }
@@ -159,6 +170,8 @@ fn everything_changed() -> Config {
             secrets: Some(vec!["new \"quoted\" secret".into(), "old-secret".into()]),
             credential_ttl: 600,
             expiry_grace: 30,
+            open_credential_ttl: 60,
+            max_ttl: 900,
         },
         peers: PeerSection {
             allow: vec![net("10.1.2.3/32"), net("fd00::/8")],
@@ -177,6 +190,13 @@ fn everything_changed() -> Config {
             api_requests_per_minute: 120,
             tls: true,
             redirect_listen: "0.0.0.0:80".into(),
+            header_read_timeout_ms: 2000,
+            keepalive_idle_timeout_ms: 2000,
+            max_header_bytes: 1024,
+            max_connections: 100,
+            max_connections_per_ip: 100,
+            trusted_proxies: vec![net("10.0.0.0/8"), net("::1/128")],
+            proxy_header: ProxyHeader::Forwarded,
         },
         tls: TlsSection {
             cert: "/etc/letsencrypt/live/turn.example.com/fullchain.pem".into(),
@@ -185,6 +205,7 @@ fn everything_changed() -> Config {
         signaling: SignalingSection {
             room_capacity: 2,
             jwt_secret: "jwt \"secret\" 0123456789".into(),
+            jwt_max_lifetime: 60,
             allowed_origins: vec![
                 "https://meet.example.com".into(),
                 "http://localhost:3000".into(),
@@ -202,10 +223,12 @@ fn everything_changed() -> Config {
         service: ServiceSection { drain_timeout: 0 },
         metrics: MetricsSection {
             listen: "127.0.0.1:9100".into(),
+            allow: vec![net("192.0.2.0/24")],
         },
     }
 }
 
+mod exposure_keys;
 mod file;
 mod semantics;
 mod streams;

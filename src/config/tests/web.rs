@@ -483,7 +483,7 @@ fn metrics_listen_rules() {
         &metrics_with_line5("path = \"/metrics\""),
         "metrics.path",
         5,
-        "unknown key (expected listen)",
+        "unknown key (expected listen or allow)",
     );
 }
 

@@ -5,8 +5,10 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 
+mod http_limits;
 mod network;
 
+use http_limits::check_http_limits;
 use network::{
     check_http, check_metrics, check_service, check_signaling, check_tcp_listeners, check_tls,
 };
@@ -66,6 +68,7 @@ impl Config {
         check_auth(&self.auth)?;
         check_log(&self.log)?;
         check_http(&self.http)?;
+        check_http_limits(&self.http)?;
         check_tls(&self.tls, &self.turn, &self.http)?;
         check_signaling(&self.signaling)?;
         check_service(&self.service)?;
@@ -380,7 +383,24 @@ fn check_auth(auth: &AuthSection) -> Checked {
         auth.credential_ttl,
         MIN_CREDENTIAL_TTL,
     )?;
-    check_duration("auth.expiry_grace", auth.expiry_grace, 0)
+    check_duration("auth.expiry_grace", auth.expiry_grace, 0)?;
+    check_duration(
+        "auth.open_credential_ttl",
+        auth.open_credential_ttl,
+        MIN_CREDENTIAL_TTL,
+    )?;
+    check_duration("auth.max_ttl", auth.max_ttl, 0)?;
+    if auth.max_ttl != 0 && auth.max_ttl < auth.credential_ttl {
+        return Err(Problem::new(
+            "auth.max_ttl",
+            format!(
+                "max_ttl ({}) is below credential_ttl ({}): natbridge would refuse the credentials it issues; raise it, or 0 turns it off",
+                auth.max_ttl, auth.credential_ttl
+            ),
+        )
+        .conflicting_with("auth.credential_ttl"));
+    }
+    Ok(())
 }
 
 const LEVEL_NAMES: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];

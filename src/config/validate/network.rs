@@ -229,6 +229,12 @@ pub(super) fn check_signaling(signaling: &SignalingSection) -> Checked {
             ),
         ));
     }
+    check_range(
+        "signaling.jwt_max_lifetime",
+        signaling.jwt_max_lifetime,
+        60..=super::MAX_DURATION,
+        " seconds",
+    )?;
     check_origins(&signaling.allowed_origins)?;
     check_range(
         "signaling.max_message_bytes",
