@@ -150,6 +150,43 @@ async fn jwt_guards_joins() {
     assert_eq!(jd2.msg["resumed"], json!(true));
 }
 
+/// Issue 11, finding 16: a token used before its `nbf`, or whose `exp` lies
+/// further ahead than `signaling.jwt_max_lifetime` (a day by default), is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_nbf_and_lifetime_are_enforced() {
+    let daemon = start(&format!("[signaling]\njwt_secret = \"{JWT_SECRET}\"\n")).await;
+    let now = now_unix();
+    let mut c = WsClient::connect(daemon.http, "C").await;
+    let early = jwt(
+        JWT_SECRET,
+        &json!({"room": "secure", "exp": now + 600, "nbf": now + 300}),
+    );
+    c.expect_error(
+        json!({"type": "join", "room": "secure", "token": early}),
+        "token_not_yet_valid",
+    )
+    .await;
+    c.assert_usable().await;
+    let forever = jwt(
+        JWT_SECRET,
+        &json!({"room": "secure", "exp": now + 10 * 365 * 86400}),
+    );
+    c.expect_error(
+        json!({"type": "join", "room": "secure", "token": forever}),
+        "token_lifetime_too_long",
+    )
+    .await;
+    c.assert_usable().await;
+    // Within the lifetime and after nbf: admitted.
+    let good = jwt(
+        JWT_SECRET,
+        &json!({"room": "secure", "exp": now + 3600, "nbf": now - 5}),
+    );
+    c.join_with(json!({"type": "join", "room": "secure", "token": good}))
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_rooms_ignore_tokens() {
     // Without jwt_secret any join works (a token, if sent, is not needed).

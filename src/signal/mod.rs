@@ -25,6 +25,8 @@ use rooms::Registry;
 pub struct SessionLimits {
     pub room_capacity: usize,
     pub jwt_secret: String,
+    /// Seconds a room token's `exp` may lie ahead at most.
+    pub jwt_max_lifetime: u64,
     pub max_message_bytes: usize,
     pub messages_per_second: u32,
     pub burst: u32,
@@ -43,6 +45,7 @@ impl SessionLimits {
         SessionLimits {
             room_capacity: s.room_capacity as usize,
             jwt_secret: s.jwt_secret.clone(),
+            jwt_max_lifetime: s.jwt_max_lifetime,
             max_message_bytes: s.max_message_bytes as usize,
             messages_per_second: s.messages_per_second,
             burst: s.burst,

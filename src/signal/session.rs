@@ -353,7 +353,12 @@ impl Session {
             let token = token.ok_or_else(|| {
                 ProtoError::new("token_required", "this server needs a room token to join")
             })?;
-            let claims = super::jwt::verify(&self.limits.jwt_secret, &token, &room)?;
+            let claims = super::jwt::verify(
+                &self.limits.jwt_secret,
+                &token,
+                &room,
+                self.limits.jwt_max_lifetime,
+            )?;
             if let Some(n) = claims.name.as_deref().and_then(protocol::clean_name) {
                 name = n;
             }
