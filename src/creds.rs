@@ -31,6 +31,9 @@ pub enum UsernameError {
     Malformed,
     /// The expiry is in the past (beyond the configured grace).
     Expired,
+    /// The expiry lies further ahead than the configured maximum lifetime:
+    /// minted elsewhere with a lifetime this server does not accept.
+    TtlTooLong,
 }
 
 impl UsernameError {
@@ -38,6 +41,7 @@ impl UsernameError {
         match self {
             UsernameError::Malformed => "malformed_username",
             UsernameError::Expired => "expired",
+            UsernameError::TtlTooLong => "ttl_too_long",
         }
     }
 }
@@ -66,15 +70,20 @@ pub fn parse_username(username: &str) -> Result<RestUsername<'_>, UsernameError>
 }
 
 /// Checks the username's expiry against the wall clock (`now_unix`), with `grace`
-/// seconds of tolerance for clients whose clocks or refresh timers lag.
+/// seconds of tolerance for clients whose clocks or refresh timers lag, and
+/// refuses an expiry more than `max_ttl` seconds ahead (0: no maximum).
 pub fn check_username(
     username: &str,
     now_unix: u64,
     grace: u64,
+    max_ttl: u64,
 ) -> Result<RestUsername<'_>, UsernameError> {
     let parsed = parse_username(username)?;
     if parsed.expiry.saturating_add(grace) < now_unix {
         return Err(UsernameError::Expired);
+    }
+    if max_ttl != 0 && parsed.expiry.saturating_sub(now_unix) > max_ttl {
+        return Err(UsernameError::TtlTooLong);
     }
     Ok(parsed)
 }
@@ -200,11 +209,24 @@ mod tests {
             Err(UsernameError::Malformed)
         );
         assert_eq!(
-            check_username("100:alice", 101, 0),
+            check_username("100:alice", 101, 0, 0),
             Err(UsernameError::Expired)
         );
-        assert!(check_username("100:alice", 101, 1).is_ok());
-        assert!(check_username("100:alice", 100, 0).is_ok());
+        assert!(check_username("100:alice", 101, 1, 0).is_ok());
+        assert!(check_username("100:alice", 100, 0, 0).is_ok());
+    }
+
+    /// Issue 11, finding 16: with `auth.max_ttl` a credential valid for
+    /// longer than that is refused; 0 is no maximum.
+    #[test]
+    fn max_ttl() {
+        assert_eq!(
+            check_username("4601:alice", 1000, 0, 3600),
+            Err(UsernameError::TtlTooLong)
+        );
+        assert!(check_username("4600:alice", 1000, 0, 3600).is_ok());
+        assert!(check_username("99999999:alice", 1000, 0, 0).is_ok());
+        assert_eq!(UsernameError::TtlTooLong.as_str(), "ttl_too_long");
     }
 
     #[test]

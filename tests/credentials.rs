@@ -63,6 +63,33 @@ async fn expired_credential_is_401() {
     expect_401(&res, "Allocate with a credential that expired 10 s ago");
 }
 
+/// Issue 11, finding 16: with `auth.max_ttl`, a credential (correctly
+/// signed) whose expiry lies further ahead than that is refused, and the log
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_beyond_max_ttl_is_401() {
+    let daemon = Daemon::start(Config {
+        credential_ttl: Some(3600),
+        max_ttl: Some(7200),
+        ..Config::default()
+    });
+    let creds = Creds::rest(SECRET, "alice", now_unix() + 30 * 86400);
+    let (_c, res) = allocate_with(&daemon, creds).await;
+    expect_401(&res, "Allocate with a credential valid for 30 days");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !daemon.log().contains("ttl_too_long") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        daemon.log().contains("ttl_too_long"),
+        "the 401 is logged with reason ttl_too_long:\n{}",
+        daemon.log()
+    );
+    let creds = Creds::rest(SECRET, "alice", now_unix() + 3600);
+    let (_c, res) = allocate_with(&daemon, creds).await;
+    expect_success(&res, "Allocate with a credential within max_ttl");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_401() {
     let daemon = Daemon::start(Config::default());

@@ -377,6 +377,7 @@ fn check_documented_families(exp: &Exposition) {
         "wrong_realm",
         "bad_integrity",
         "revoked",
+        "ttl_too_long",
     ] {
         assert!(
             reasons.contains(r),

@@ -254,7 +254,8 @@ async fn relay_ip_is_reachable_only_at_live_relay_ports() {
         );
     }
     expect_success(
-        &c.create_permission(&[SocketAddr::new(lo, live.port())]).await,
+        &c.create_permission(&[SocketAddr::new(lo, live.port())])
+            .await,
         "CreatePermission to another client's live relay",
     );
 }

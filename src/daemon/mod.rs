@@ -61,6 +61,7 @@ pub fn core_config(cfg: &Config, relay: RelayAddrs, secrets: Secrets) -> CoreCon
         max_lifetime: Duration::from_secs(t.max_lifetime),
         nonce_lifetime: t.nonce_lifetime,
         expiry_grace: cfg.auth.expiry_grace,
+        max_ttl: cfg.auth.max_ttl,
         user_quota: t.user_quota,
         max_allocations: t.max_allocations,
         max_permissions: t.max_permissions as usize,

@@ -68,13 +68,14 @@ impl TurnCore {
             return Err(Refusal::StaleNonce);
         }
         let username = username.to_owned();
-        let (user_start, expiry) = match check_username(&username, now.unix, self.cfg.expiry_grace)
-        {
+        let checked = check_username(&username, now.unix, self.cfg.expiry_grace, self.cfg.max_ttl);
+        let (user_start, expiry) = match checked {
             Ok(parsed) => (username.len() - parsed.user.len(), parsed.expiry),
             Err(e) => {
                 let why = match e {
                     UsernameError::Malformed => AuthFailure::MalformedUsername,
                     UsernameError::Expired => AuthFailure::Expired,
+                    UsernameError::TtlTooLong => AuthFailure::TtlTooLong,
                 };
                 return Err(self.refuse(why, &username, from, now));
             }
@@ -116,6 +117,9 @@ impl TurnCore {
                     "no configured secret matches: wrong secret, or password not base64(HMAC-SHA1(secret, username))"
                 }
                 AuthFailure::Revoked => "credential revoked: its holder left",
+                AuthFailure::TtlTooLong => {
+                    "credential valid for longer than auth.max_ttl allows: mint it with a shorter TTL (or check clocks)"
+                }
             };
             tracing::warn!(
                 reason = why.as_str(),

@@ -177,6 +177,8 @@ pub struct CoreConfig {
     pub max_lifetime: Duration,
     pub nonce_lifetime: u64,
     pub expiry_grace: u64,
+    /// Seconds; 0 is off. Credentials valid for longer are refused (401).
+    pub max_ttl: u64,
     pub user_quota: u32,
     pub max_allocations: u32,
     pub max_permissions: usize,

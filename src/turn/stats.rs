@@ -12,15 +12,18 @@ pub enum AuthFailure {
     BadIntegrity,
     /// The allocation's credential was revoked (its holder left).
     Revoked,
+    /// The credential's expiry lies further ahead than `auth.max_ttl`.
+    TtlTooLong,
 }
 
 impl AuthFailure {
-    pub const ALL: [AuthFailure; 5] = [
+    pub const ALL: [AuthFailure; 6] = [
         AuthFailure::MalformedUsername,
         AuthFailure::Expired,
         AuthFailure::WrongRealm,
         AuthFailure::BadIntegrity,
         AuthFailure::Revoked,
+        AuthFailure::TtlTooLong,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +33,7 @@ impl AuthFailure {
             AuthFailure::WrongRealm => "wrong_realm",
             AuthFailure::BadIntegrity => "bad_integrity",
             AuthFailure::Revoked => "revoked",
+            AuthFailure::TtlTooLong => "ttl_too_long",
         }
     }
 
@@ -43,7 +47,7 @@ pub struct Stats {
     pub allocations_created: u64,
     pub allocations_active: u64,
     pub allocation_failures: u64,
-    pub auth_failures: [u64; 5],
+    pub auth_failures: [u64; AuthFailure::ALL.len()],
     pub stale_nonces: u64,
     pub permission_denied: u64,
     pub send_denied: u64,

@@ -189,6 +189,8 @@ pub struct Config {
     pub secrets: Vec<String>,
     pub credential_ttl: Option<u64>,
     pub expiry_grace: Option<u64>,
+    /// `auth.max_ttl`; `None` = the default (off).
+    pub max_ttl: Option<u64>,
     /// `None` = no `allow` key (default deny list applies to loopback too).
     pub allow: Option<Vec<String>>,
     pub deny: Vec<String>,
@@ -231,6 +233,7 @@ impl Default for Config {
             secrets: vec![SECRET.to_string(), OLD_SECRET.to_string()],
             credential_ttl: None,
             expiry_grace: None,
+            max_ttl: None,
             allow: None,
             deny: Vec::new(),
             allow_lan: false,
@@ -311,6 +314,9 @@ impl Config {
         }
         if let Some(v) = self.expiry_grace {
             let _ = writeln!(w, "expiry_grace = {v}");
+        }
+        if let Some(v) = self.max_ttl {
+            let _ = writeln!(w, "max_ttl = {v}");
         }
         let _ = writeln!(w, "\n[peers]");
         if let Some(allow) = &self.allow {

@@ -45,6 +45,7 @@ fn config(edit: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
         max_lifetime: Duration::from_secs(3600),
         nonce_lifetime: 600,
         expiry_grace: 0,
+        max_ttl: 0,
         user_quota: 10,
         max_allocations: 1000,
         max_permissions: 8,
