@@ -570,6 +570,46 @@ async fn metrics_listen_moves_the_endpoint() {
     );
 }
 
+/// Issue 11, finding 16: /metrics on the public HTTP listener answers only
+/// `metrics.allow` (loopback by default). A request relayed by a proxy on
+/// this host that is not a trusted proxy carries a forwarding header and
+/// is refused; a trusted proxy's client is judged by its own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_answer_only_allowed_clients() {
+    let daemon = Daemon::start(Config::default());
+    wait_http(daemon.http).await;
+    let proxied = [("X-Forwarded-For", "203.0.113.9")];
+    http_get(daemon.http, "/metrics", &proxied)
+        .await
+        .assert_error(403, "metrics_forbidden");
+    http_get(daemon.http, "/metrics", &[("Forwarded", "for=203.0.113.9")])
+        .await
+        .assert_error(403, "metrics_forbidden");
+    check_response(&http_get(daemon.http, "/metrics", &[]).await);
+    drop(daemon);
+
+    let daemon = Daemon::start(Config {
+        extra_toml: "trusted_proxies = [\"127.0.0.1\"]\n".to_string(),
+        ..Config::default()
+    });
+    wait_http(daemon.http).await;
+    http_get(daemon.http, "/metrics", &proxied)
+        .await
+        .assert_error(403, "metrics_forbidden");
+    let local = [("X-Forwarded-For", "127.0.0.1")];
+    check_response(&http_get(daemon.http, "/metrics", &local).await);
+    drop(daemon);
+
+    let daemon = Daemon::start(Config {
+        extra_toml: "\n[metrics]\nallow = [\"192.0.2.0/24\"]\n".to_string(),
+        ..Config::default()
+    });
+    wait_http(daemon.http).await;
+    http_get(daemon.http, "/metrics", &[])
+        .await
+        .assert_error(403, "metrics_forbidden");
+}
+
 #[test]
 fn parser_rejects_bad_expositions() {
     let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 3\n";

@@ -147,6 +147,59 @@ async fn open_mode_credentials_are_per_caller_and_short() {
     b.allocate_ok().await;
 }
 
+fn user_of(r: &HttpResponse) -> String {
+    assert_eq!(r.status, 200, "{r:?}");
+    let v = r.json();
+    let username = v["username"].as_str().expect("username");
+    username
+        .split_once(':')
+        .map(|(_, u)| u.to_string())
+        .expect("expiry:user")
+}
+
+/// Issue 11, finding 16: behind a reverse proxy listed in
+/// `http.trusted_proxies`, the address the proxy names is the client for
+/// rate limits, anonymous user names and signaling connection caps; from
+/// anyone else the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_proxy_names_the_client() {
+    let daemon = start(
+        "api_requests_per_minute = 2\ntrusted_proxies = [\"127.0.0.1\"]\n\n[signaling]\nmax_connections_per_ip = 1\n",
+    )
+    .await;
+    let http = daemon.http;
+    let via = |ip: &'static str| [("X-Forwarded-For", ip)];
+    for _ in 0..2 {
+        let r = http_get(http, "/api/ice-servers", &via("203.0.113.1")).await;
+        assert_eq!(user_of(&r), "anon-203.0.113.1");
+    }
+    http_get(http, "/api/ice-servers", &via("203.0.113.1"))
+        .await
+        .assert_error(429, "rate_limited");
+    let r = http_get(http, "/api/ice-servers", &via("203.0.113.2")).await;
+    assert_eq!(
+        user_of(&r),
+        "anon-203.0.113.2",
+        "another client, its own bucket"
+    );
+    let r = http_get(http, "/api/ice-servers", &via("2001:db8:1:2::5")).await;
+    assert_eq!(user_of(&r), "anon-2001-db8-1-2", "IPv6 clients by /64");
+
+    // One WebSocket per client address: two clients behind the proxy.
+    let opts = |ip: &str| ConnectOpts {
+        headers: vec![("X-Forwarded-For".to_string(), ip.to_string())],
+        ..ConnectOpts::default()
+    };
+    let _a = WsClient::connect_with(http, "A", &opts("198.51.100.1")).await;
+    let _b = WsClient::connect_with(http, "B", &opts("198.51.100.2")).await;
+    assert_eq!(refused_status(http, &opts("198.51.100.1")).await, 429);
+
+    // From a peer that is not a trusted proxy the header is just text.
+    let plain = start("api_requests_per_minute = 2\n").await;
+    let r = http_get(plain.http, "/api/ice-servers", &via("203.0.113.1")).await;
+    assert_eq!(user_of(&r), "anon-127.0.0.1");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ice_servers_with_api_keys() {
     let daemon = Daemon::start(Config {
