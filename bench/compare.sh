@@ -98,6 +98,7 @@ secrets = ["$SECRET"]
 allow = ["127.0.0.0/8"]
 [http]
 listen = "127.0.0.1:$HTTP_PORT"
+max_connections_per_ip = 4096
 [signaling]
 max_connections = 20000
 max_connections_per_ip = 20000

@@ -46,7 +46,8 @@ pub enum Protocol {
 #[derive(clap::Args, Debug, Clone)]
 pub struct SignalingArgs {
     /// The WebSocket URL: ws://HOST:PORT/ws for natbridge (mind its
-    /// signaling.max_connections_per_ip), ws://HOST:PORT/peerjs for PeerJS.
+    /// signaling.max_connections_per_ip, and http.max_connections_per_ip for
+    /// upgrades in progress at once), ws://HOST:PORT/peerjs for PeerJS.
     #[arg(long)]
     pub url: String,
     /// Peers (WebSocket connections).
