@@ -93,6 +93,11 @@ pub fn summary(cfg: &Config) -> Vec<Line> {
             "clients may relay to private addresses (peers.allow_lan or peers.allow): your LAN is reachable through the relays".to_owned(),
         ));
     }
+    if cfg.turn.unauth_replies_per_ip == 0 {
+        lines.push(open(
+            "turn.unauth_replies_per_ip = 0: unauthenticated STUN answers are not rate-limited, so spoofed requests can aim them at a victim".to_owned(),
+        ));
+    }
     if cfg.auth.max_ttl == 0 {
         lines.push(closed(
             "auth.max_ttl is off: a credential minted elsewhere with your secret is accepted however far ahead its expiry lies".to_owned(),
