@@ -236,7 +236,7 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
         match msg {
             Control::Reconfigure(cfg) => st.core.reconfigure(cfg),
             Control::RevokeUser { user, until_unix } => {
-                st.core.revoke_user(&user, until_unix);
+                st.core.revoke_user(&user, until_unix, Now::system());
             }
             Control::Drain => st.core.set_draining(true),
             Control::Shutdown => break,

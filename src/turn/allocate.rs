@@ -9,10 +9,31 @@ use stun::message::*;
 
 use super::allocation::{Allocation, PendingAllocate, Relay};
 use super::auth::Authenticated;
-use super::server::{BIND_ATTEMPTS, Handled};
-use super::wire::{self, Reply};
+use super::error::*;
+use super::request::{AllocateRequest, FamilyRequest};
+use super::server::{Answer, BIND_ATTEMPTS};
+use super::wire::Reply;
 use super::{ClientAddr, Command, Family, Now, RelayId, TurnCore};
 use crate::untrusted::Untrusted;
+
+/// The relay sockets one Allocate gets.
+struct WantedRelays {
+    v4: bool,
+    v6: bool,
+    /// ADDITIONAL-ADDRESS-FAMILY asked for IPv6, which this server lacks: the
+    /// answer says so with an ADDRESS-ERROR-CODE.
+    ipv6_refused: bool,
+}
+
+impl WantedRelays {
+    fn only(v4: bool, v6: bool) -> WantedRelays {
+        WantedRelays {
+            v4,
+            v6,
+            ipv6_refused: false,
+        }
+    }
+}
 
 /// How long the odd port of an EVEN-PORT pair waits for its Allocate.
 const RESERVATION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
@@ -21,81 +42,26 @@ impl TurnCore {
     pub(super) fn allocate(
         &mut self,
         client: ClientAddr,
-        msg: &Message,
+        req: Result<AllocateRequest, TurnError>,
+        tid: [u8; 12],
         auth: &Authenticated,
         fingerprint: bool,
         now: Now,
-    ) -> Handled {
+    ) -> Result<Answer, TurnError> {
         // A retransmission of the creating request was answered from the
         // cache; anything else on a taken 5-tuple is a mismatch.
         if self.by_client.contains_key(&client) {
-            return Handled::Error(437, "Allocation Mismatch");
+            return Err(ALLOCATION_MISMATCH);
         }
         if self.draining {
-            return Handled::Error(508, "Server Shutting Down");
+            return Err(SHUTTING_DOWN);
         }
-        match wire::attr(msg, ATTR_REQUESTED_TRANSPORT) {
-            None => return Handled::Error(400, "Missing REQUESTED-TRANSPORT"),
-            Some([17, _, _, _]) => {}
-            Some([_, _, _, _]) => return Handled::Error(442, "Unsupported Transport Protocol"),
-            Some(_) => return Handled::Error(400, "Bad REQUESTED-TRANSPORT"),
-        }
-        let even = match wire::attr(msg, ATTR_EVEN_PORT) {
-            None => None,
-            Some([b]) => Some(b & 0x80 != 0),
-            Some(_) => return Handled::Error(400, "Bad EVEN-PORT"),
-        };
-        let token = match wire::attr(msg, ATTR_RESERVATION_TOKEN) {
-            None => None,
-            Some(&[a, b, c, d, e, f, g, h]) => Some([a, b, c, d, e, f, g, h]),
-            Some(_) => return Handled::Error(400, "Bad RESERVATION-TOKEN"),
-        };
-        let family = match wire::attr(msg, ATTR_REQUESTED_ADDRESS_FAMILY) {
-            None => None,
-            Some([f, _, _, _]) => Some(*f),
-            Some(_) => return Handled::Error(400, "Bad REQUESTED-ADDRESS-FAMILY"),
-        };
-        let additional = match wire::attr(msg, wire::ATTR_ADDITIONAL_ADDRESS_FAMILY) {
-            None => None,
-            Some([f, _, _, _]) => Some(*f),
-            Some(_) => return Handled::Error(400, "Bad ADDITIONAL-ADDRESS-FAMILY"),
-        };
-        if token.is_some() && (even.is_some() || family.is_some() || additional.is_some()) {
-            return Handled::Error(400, "Conflicting attributes");
-        }
-        if family.is_some() && additional.is_some() {
-            return Handled::Error(400, "Conflicting address family attributes");
-        }
-        let has_v4 = self.cfg.relay_v4.is_some();
-        let has_v6 = self.cfg.relay_v6.is_some();
-        let (want_v4, want_v6, ipv6_refused) = match (family, additional) {
-            (None | Some(0x01), None) => (true, false, false),
-            (Some(0x02), None) => (false, true, false),
-            (Some(_), None) => return Handled::Error(440, "Address Family not Supported"),
-            (None, Some(0x02)) => (true, has_v6, !has_v6),
-            _ => return Handled::Error(400, "Bad ADDITIONAL-ADDRESS-FAMILY"),
-        };
-        if (want_v4 && !has_v4) || (want_v6 && !has_v6) {
-            return Handled::Error(440, "Address Family not Supported");
-        }
-        let Ok(Some(lifetime)) = self.requested_lifetime(msg) else {
-            return Handled::Error(400, "Bad LIFETIME");
-        };
-        let user = &auth.username[auth.user_start..];
-        if self.shared.total.load(Ordering::Relaxed) >= self.cfg.max_allocations {
-            return Handled::Error(508, "Insufficient Capacity");
-        }
-        {
-            let Ok(mut users) = self.shared.users.lock() else {
-                return Handled::Error(500, "Server Error");
-            };
-            let count = users.entry(user.to_owned()).or_insert(0);
-            if *count >= self.cfg.user_quota {
-                return Handled::Error(486, "Allocation Quota Reached");
-            }
-            *count += 1;
-        }
-        self.shared.total.fetch_add(1, Ordering::Relaxed);
+        let req = req?;
+        let wanted = self.wanted_relays(req.family)?;
+        let lifetime = self.granted_lifetime(req.lifetime).ok_or(BAD_LIFETIME)?;
+        let (even, token) = (req.even_port, req.reservation);
+        let user = auth.user();
+        self.take_quota(user)?;
         // The token is claimed only now that nothing else can refuse the
         // request: a claim ahead of a 400 or 486 would lose the port for good.
         let reserved_port = match token {
@@ -104,7 +70,7 @@ impl TurnCore {
                 Some(port) => Some(port),
                 None => {
                     self.release_quota(user);
-                    return Handled::Error(508, "Unknown Reservation Token");
+                    return Err(UNKNOWN_RESERVATION);
                 }
             },
         };
@@ -122,33 +88,19 @@ impl TurnCore {
             permissions: Vec::new(),
             channels: Vec::new(),
             pending: Some(PendingAllocate {
-                transaction_id: msg.transaction_id.0,
+                transaction_id: tid,
                 key: auth.key.clone(),
                 fingerprint,
                 lifetime,
                 attempts: 0,
-                ipv6_refused,
+                ipv6_refused: wanted.ipv6_refused,
                 even_port: even.is_some(),
                 reservation: None,
             }),
         };
-        for (family, wanted) in [(Family::V4, want_v4), (Family::V6, want_v6)] {
-            if !wanted {
-                continue;
-            }
-            let relay = match (family, reserved_port, even) {
-                (Family::V4, Some(port), _) => self.relay_at(family, port),
-                (Family::V4, None, Some(true)) => self.new_relay_pair(&mut alloc, now),
-                _ => self.new_relay(family, even.is_some()),
-            };
-            let Some(relay) = relay else {
-                self.release(&alloc);
-                return Handled::Error(508, "Insufficient Capacity");
-            };
-            match family {
-                Family::V4 => alloc.v4 = Some(relay),
-                Family::V6 => alloc.v6 = Some(relay),
-            }
+        if let Err(e) = self.assign_relays(&mut alloc, &wanted, reserved_port, even, now) {
+            self.release(&alloc);
+            return Err(e);
         }
         let binds: Vec<Command> = alloc
             .relays()
@@ -164,7 +116,70 @@ impl TurnCore {
         self.by_user.entry(user.to_owned()).or_default().push(id);
         self.allocations.insert(id, alloc);
         self.commands.extend(binds);
-        Handled::Pending
+        self.sweep_by(now.mono);
+        Ok(Answer::Pending)
+    }
+
+    /// Counts one more allocation for `user` and in total, or refuses.
+    fn take_quota(&mut self, user: &str) -> Result<(), TurnError> {
+        if self.shared.total.load(Ordering::Relaxed) >= self.cfg.max_allocations {
+            return Err(INSUFFICIENT_CAPACITY);
+        }
+        let mut users = self.shared.users.lock().map_err(|_| SERVER_ERROR)?;
+        let count = users.entry(user.to_owned()).or_insert(0);
+        if *count >= self.cfg.user_quota {
+            return Err(QUOTA_REACHED);
+        }
+        *count += 1;
+        self.shared.total.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Picks the relay ports: the reserved one, an even pair (R bit), or any.
+    fn assign_relays(
+        &mut self,
+        alloc: &mut Allocation,
+        wanted: &WantedRelays,
+        reserved_port: Option<u16>,
+        even: Option<bool>,
+        now: Now,
+    ) -> Result<(), TurnError> {
+        for (family, wanted) in [(Family::V4, wanted.v4), (Family::V6, wanted.v6)] {
+            if !wanted {
+                continue;
+            }
+            let relay = match (family, reserved_port, even) {
+                (Family::V4, Some(port), _) => self.relay_at(family, port),
+                (Family::V4, None, Some(true)) => self.new_relay_pair(alloc, now),
+                _ => self.new_relay(family, even.is_some()),
+            };
+            let relay = relay.ok_or(INSUFFICIENT_CAPACITY)?;
+            match family {
+                Family::V4 => alloc.v4 = Some(relay),
+                Family::V6 => alloc.v6 = Some(relay),
+            }
+        }
+        Ok(())
+    }
+
+    /// The relays an Allocate gets, given the families this server has.
+    fn wanted_relays(&self, family: FamilyRequest) -> Result<WantedRelays, TurnError> {
+        let has_v4 = self.cfg.relay_v4.is_some();
+        let has_v6 = self.cfg.relay_v6.is_some();
+        let wanted = match family {
+            FamilyRequest::V4 => WantedRelays::only(true, false),
+            FamilyRequest::V6 => WantedRelays::only(false, true),
+            FamilyRequest::Unknown => return Err(FAMILY_NOT_SUPPORTED),
+            FamilyRequest::Dual => WantedRelays {
+                v4: true,
+                v6: has_v6,
+                ipv6_refused: !has_v6,
+            },
+        };
+        if (wanted.v4 && !has_v4) || (wanted.v6 && !has_v6) {
+            return Err(FAMILY_NOT_SUPPORTED);
+        }
+        Ok(wanted)
     }
 
     /// An even port for this allocation and the next one held under a fresh
@@ -294,8 +309,8 @@ impl TurnCore {
                     let bytes = Reply::error_for(
                         METHOD_ALLOCATE,
                         p.transaction_id,
-                        508,
-                        "Insufficient Capacity",
+                        INSUFFICIENT_CAPACITY.code,
+                        INSUFFICIENT_CAPACITY.reason,
                     )
                     .finish(Some(&p.key), p.fingerprint);
                     self.cache

@@ -2,6 +2,7 @@
 //! time in; commands out); `crate::net::udp` drives it with real sockets.
 
 pub mod allocation;
+pub mod error;
 pub mod live_relays;
 pub mod nonce;
 pub mod policy;
@@ -14,6 +15,7 @@ pub mod wire;
 mod allocate;
 mod auth;
 mod relay;
+pub mod request;
 mod requests;
 mod retransmit;
 mod unauth_rate;

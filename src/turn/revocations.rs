@@ -30,11 +30,19 @@ pub struct Revocations {
     revoked: FxHashMap<String, (u64, bool)>,
     /// Revoked users that were never seen, in revocation order.
     unseen: VecDeque<String>,
+    /// The first unix second at which `expire` has something to drop, so a
+    /// sweep costs nothing until then.
+    earliest: Option<u64>,
 }
 
 impl Revocations {
     /// A successful authentication of `user` with a credential valid until
     /// `expiry`.
+    fn due_at(&mut self, expiry: u64) {
+        let due = expiry.saturating_add(1);
+        self.earliest = Some(self.earliest.map_or(due, |e| e.min(due)));
+    }
+
     pub fn saw(&mut self, user: &str, expiry: u64) {
         if let Some((_, kept)) = self.revoked.get_mut(user) {
             *kept = true;
@@ -43,6 +51,7 @@ impl Revocations {
             *e = (*e).max(expiry);
         } else if self.seen.len() < SEEN_MAX {
             self.seen.insert(user.to_owned(), expiry);
+            self.due_at(expiry);
         }
     }
 
@@ -65,6 +74,7 @@ impl Revocations {
             self.unseen.push_back(user.to_owned());
         }
         self.revoked.insert(user.to_owned(), (until, known));
+        self.due_at(until);
     }
 
     pub fn is_revoked(&self, user: &str, now_unix: u64) -> bool {
@@ -75,11 +85,20 @@ impl Revocations {
 
     /// Forgets what has expired.
     pub fn expire(&mut self, now_unix: u64) {
+        if self.earliest.is_none_or(|e| now_unix < e) {
+            return;
+        }
         self.seen.retain(|_, e| *e >= now_unix);
         self.revoked.retain(|_, (until, _)| *until >= now_unix);
         let revoked = &self.revoked;
         self.unseen
             .retain(|u| revoked.get(u).is_some_and(|(_, kept)| !kept));
+        self.earliest = self
+            .seen
+            .values()
+            .chain(self.revoked.values().map(|(until, _)| until))
+            .min()
+            .map(|t| t + 1);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -93,11 +112,7 @@ impl Revocations {
 
     /// The earliest unix second at which `expire` has something to drop.
     pub fn next_expiry(&self) -> Option<u64> {
-        self.seen
-            .values()
-            .chain(self.revoked.values().map(|(until, _)| until))
-            .min()
-            .map(|t| t + 1)
+        self.earliest
     }
 }
 

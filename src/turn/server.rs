@@ -12,6 +12,7 @@ use stun::message::*;
 use super::allocation::Allocation;
 use super::auth::{LogLimiter, Refusal};
 use super::nonce::NonceIssuer;
+use super::request::{AllocateRequest, ChannelBindRequest, PermissionRequest, RefreshRequest};
 use super::retransmit::ResponseCache;
 use super::stats::{AuthFailure, Stats};
 use super::unauth_rate::UnauthRate;
@@ -63,10 +64,9 @@ impl UnauthError {
     }
 }
 
-/// What a request handler decided.
-pub(super) enum Handled {
-    Success(Reply),
-    Error(u16, &'static str),
+/// What a request handler decided when it did not refuse.
+pub(super) enum Answer {
+    Reply(Reply),
     /// The answer comes once the relay sockets are bound.
     Pending,
 }
@@ -86,7 +86,9 @@ pub struct TurnCore {
     pub(super) auth_log: LogLimiter,
     /// Allocation ids by user, so a revocation need not scan them all.
     pub(super) by_user: FxHashMap<String, Vec<u64>>,
-    pub(super) last_sweep: Option<Instant>,
+    /// When `handle_timeout` next has work: set when the first thing that
+    /// expires arrives, cleared when a sweep leaves nothing behind.
+    pub(super) next_sweep: Option<Instant>,
     pub(super) draining: bool,
     pub(super) unauth_rate: UnauthRate,
 }
@@ -118,7 +120,7 @@ impl TurnCore {
             stats: Stats::default(),
             auth_log: LogLimiter::new(20, Duration::from_millis(200)),
             by_user: FxHashMap::default(),
-            last_sweep: None,
+            next_sweep: None,
             draining: false,
             unauth_rate,
         }
@@ -161,17 +163,15 @@ impl TurnCore {
         self.commands.pop_front()
     }
 
-    /// When `handle_timeout` wants to run next.
+    /// When `handle_timeout` wants to run next: a pure function of the state,
+    /// so the driver alone reads the clock.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let reserved = self.shared.reservations.lock().is_ok_and(|r| !r.is_empty());
-        let revocations = self.shared.revocations.lock().is_ok_and(|r| !r.is_empty());
-        if self.allocations.is_empty() && self.cache.len() == 0 && !revocations && !reserved {
-            return None;
-        }
-        Some(
-            self.last_sweep
-                .map_or_else(Instant::now, |t| t + SWEEP_INTERVAL),
-        )
+        self.next_sweep
+    }
+
+    /// Something that expires was added at `now`: make sure a sweep comes.
+    pub(super) fn sweep_by(&mut self, now: Instant) {
+        self.next_sweep.get_or_insert(now + SWEEP_INTERVAL);
     }
 
     /// A datagram (or stream frame) from a client. ChannelData and Send
@@ -294,31 +294,46 @@ impl TurnCore {
             .into_iter()
             .filter(|t| !known.contains(t))
             .collect();
-        let handled = if !unknown.is_empty() {
+        let answer = if !unknown.is_empty() {
             let mut r = Reply::error(method, &msg, 420, "Unknown Attribute");
             r.unknown(&unknown);
-            Handled::Success(r)
+            Ok(Answer::Reply(r))
         } else {
+            // Parsed here, acted on in the handler, which makes its state
+            // checks (437, 508 while draining) before it looks at the result.
             match method {
-                METHOD_ALLOCATE => self.allocate(client, &msg, &auth, fingerprint, now),
-                METHOD_REFRESH => self.refresh(client, &msg, &auth, now),
-                METHOD_CREATE_PERMISSION => self.create_permission(client, &msg, &auth, now),
-                _ => self.channel_bind(client, &msg, &auth, now),
+                METHOD_ALLOCATE => {
+                    let req = AllocateRequest::parse(&msg);
+                    self.allocate(client, req, tid, &auth, fingerprint, now)
+                }
+                METHOD_REFRESH => {
+                    let req = RefreshRequest::parse(&msg);
+                    self.refresh(client, req, tid, &auth, now)
+                }
+                METHOD_CREATE_PERMISSION => {
+                    let req = PermissionRequest::parse(&msg);
+                    self.create_permission(client, req, tid, &auth, now)
+                }
+                _ => {
+                    let req = ChannelBindRequest::parse(&msg);
+                    self.channel_bind(client, req, tid, &auth, now)
+                }
             }
         };
-        let reply = match handled {
-            Handled::Pending => return,
-            Handled::Success(r) => r,
-            Handled::Error(code, reason) => {
+        let reply = match answer {
+            Ok(Answer::Pending) => return,
+            Ok(Answer::Reply(r)) => r,
+            Err(error) => {
                 if method == METHOD_ALLOCATE {
                     self.stats.allocation_failures += 1;
                 }
-                tracing::debug!(client = %client.addr, method = wire::method_name(method), code, reason, "TURN request refused");
-                Reply::error(method, &msg, code, reason)
+                tracing::debug!(client = %client.addr, method = wire::method_name(method), code = error.code, reason = error.reason, "TURN request refused");
+                Reply::error(method, &msg, error.code, error.reason)
             }
         };
         let bytes = reply.finish(Some(&auth.key), fingerprint);
         self.cache.insert(client, tid, bytes.clone(), now.mono);
+        self.sweep_by(now.mono);
         self.send_to_client(client, bytes);
     }
 
@@ -429,31 +444,11 @@ impl TurnCore {
         self.commands.push_back(Command::ToClient { client, bytes });
     }
 
-    /// The lifetime a request asks for, clamped to [default, max] as RFC 8656
-    /// §7.2 describes; `Ok(None)` for an explicit 0.
-    pub(super) fn requested_lifetime(
-        &self,
-        msg: &Message,
-    ) -> Result<Option<Duration>, wire::BadAttribute> {
-        match wire::u32_attr(msg, ATTR_LIFETIME)? {
-            Some(0) => Ok(None),
-            Some(secs) => Ok(Some(
-                Duration::from_secs(u64::from(secs))
-                    .clamp(self.cfg.default_lifetime, self.cfg.max_lifetime),
-            )),
-            None => Ok(Some(self.cfg.default_lifetime)),
-        }
-    }
-
     /// Expires allocations, permissions, channels and cached answers.
     pub fn handle_timeout(&mut self, now: Now) {
-        if self
-            .last_sweep
-            .is_some_and(|t| t + SWEEP_INTERVAL > now.mono)
-        {
+        if self.next_sweep.is_none_or(|t| now.mono < t) {
             return;
         }
-        self.last_sweep = Some(now.mono);
         let expired: Vec<u64> = self
             .allocations
             .values()
@@ -469,15 +464,30 @@ impl TurnCore {
         }
         self.cache.expire(now.mono);
         self.expire_reservations(now);
-        if let Ok(mut r) = self.shared.revocations.lock() {
-            r.expire(now.unix);
-        }
+        let revocations_due = match self.shared.revocations.lock() {
+            Ok(mut r) => {
+                r.expire(now.unix);
+                r.next_expiry()
+            }
+            Err(_) => None,
+        };
+        let reserved = self.shared.reservations.lock().is_ok_and(|r| !r.is_empty());
+        let local = !self.allocations.is_empty() || self.cache.len() > 0 || reserved;
+        // Revocations and seen users expire at whole unix seconds, often
+        // hours away: an idle worker wakes for them then, not every second.
+        let revocation_wake =
+            revocations_due.map(|due| now.mono + Duration::from_secs(due.saturating_sub(now.unix)));
+        self.next_sweep = match (local, revocation_wake) {
+            (true, _) => Some(now.mono + SWEEP_INTERVAL),
+            (false, wake) => wake,
+        };
     }
 
     /// Ends every allocation of `user` and refuses its credential until
     /// `until_unix` (the credential's expiry): the signaling half calls this
     /// on every worker when a peer leaves its room.
-    pub fn revoke_user(&mut self, user: &str, until_unix: u64) -> usize {
+    pub fn revoke_user(&mut self, user: &str, until_unix: u64, now: Now) -> usize {
+        self.sweep_by(now.mono);
         let holds = self
             .shared
             .users

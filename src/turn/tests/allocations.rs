@@ -381,3 +381,36 @@ fn dual_stack_allocation() {
         .unwrap();
     assert_eq!(p.typ.class, CLASS_SUCCESS_RESPONSE);
 }
+
+#[test]
+fn next_timeout_is_a_function_of_the_state() {
+    let mut h = Harness::new(|_| {});
+    assert_eq!(h.core.poll_timeout(), None, "nothing to expire, no wake-up");
+    let t0 = h.now.mono;
+    let cr = cred("alice", 3600, "current");
+    let (_, nonce) = allocate(&mut h, client(1), &cr);
+    assert_eq!(h.core.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    // A sweep before the deadline does nothing and keeps it.
+    h.core.handle_timeout(h.now);
+    assert_eq!(h.core.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    h.advance(1);
+    assert_eq!(h.core.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    let r = h
+        .send(
+            client(1),
+            &Req::new(METHOD_REFRESH).lifetime(0).signed(&cr, &nonce),
+        )
+        .unwrap();
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    // The answer stays cached for retransmissions (40 s); then only the
+    // record that alice used TURN is left, until her credential expires.
+    h.advance(41);
+    let expiry = Duration::from_secs(3600 + 1);
+    assert_eq!(h.core.poll_timeout(), Some(t0 + expiry));
+    h.now = Now {
+        mono: t0 + expiry,
+        unix: T0_UNIX + 3601,
+    };
+    h.core.handle_timeout(h.now);
+    assert_eq!(h.core.poll_timeout(), None);
+}

@@ -175,9 +175,9 @@ fn finding_5_revoking_users_that_never_used_turn_keeps_little() {
     let cr = cred("room/alice", 3600, "current");
     let (_, nonce) = allocate(&mut h, client(1), &cr);
     let until = T0_UNIX + 3600;
-    assert_eq!(h.core.revoke_user("room/alice", until), 1);
+    assert_eq!(h.core.revoke_user("room/alice", until, h.now), 1);
     for i in 0..20_000 {
-        h.core.revoke_user(&format!("room/p{i}"), until);
+        h.core.revoke_user(&format!("room/p{i}"), until, h.now);
     }
     let (_, revoked) = h.core.shared.revocations.lock().unwrap().len();
     assert!(

@@ -224,7 +224,7 @@ fn revoked_user_loses_allocations_and_credential() {
     let cr = cred("room/peer1", 3600, "current");
     let (_, nonce) = allocate(&mut h, client(1), &cr);
     allocate(&mut h, client(2), &cred("room/peer2", 3600, "current"));
-    assert_eq!(h.core.revoke_user("room/peer1", T0_UNIX + 3600), 1);
+    assert_eq!(h.core.revoke_user("room/peer1", T0_UNIX + 3600, h.now), 1);
     h.drive();
     assert_eq!(h.core.allocation_count(), 1);
     assert_eq!(h.bound.len(), 1);
