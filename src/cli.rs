@@ -20,7 +20,7 @@ struct CredsOutput {
 /// address when that is "auto".
 pub fn public_host(cfg: &Config) -> String {
     match cfg.http.public_host.as_str() {
-        "auto" => resolve_relay_addrs(cfg).v4.1.to_string(),
+        "auto" => resolve_relay_addrs(cfg).v4.advertised.to_string(),
         host => host.to_owned(),
     }
 }

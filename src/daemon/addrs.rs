@@ -4,13 +4,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::config::{Config, IpSetting};
-use crate::turn::policy;
+use crate::turn::{RelayAddress, policy};
 
 /// The relay and advertised addresses after "auto" is resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayAddrs {
-    pub v4: (IpAddr, IpAddr),
-    pub v6: Option<(IpAddr, IpAddr)>,
+    pub v4: RelayAddress,
+    pub v6: Option<RelayAddress>,
 }
 
 /// Resolves `relay_ip`, `relay_ipv6` and the external addresses.
@@ -30,10 +30,16 @@ pub fn resolve_relay_addrs(cfg: &Config) -> RelayAddrs {
         _ => bind_v4,
     };
     RelayAddrs {
-        v4: (bind_v4, ext_v4),
-        v6: bind_v6.map(|b| match t.external_ipv6 {
-            IpSetting::Ip(ip) => (b, ip),
-            _ => (b, b),
+        v4: RelayAddress {
+            bind: bind_v4,
+            advertised: ext_v4,
+        },
+        v6: bind_v6.map(|bind| RelayAddress {
+            bind,
+            advertised: match t.external_ipv6 {
+                IpSetting::Ip(ip) => ip,
+                _ => bind,
+            },
         }),
     }
 }
@@ -74,11 +80,11 @@ fn auto_ipv6(listen: &[SocketAddr]) -> Option<IpAddr> {
 pub(super) fn announce(relay: &RelayAddrs) {
     let mut list = vec![relay.v4];
     list.extend(relay.v6);
-    for (bind, adv) in list {
-        tracing::info!(relay_bind = %bind, advertised = %adv, "relay addresses");
-        if policy::is_reserved(adv) {
+    for RelayAddress { bind, advertised } in list {
+        tracing::info!(relay_bind = %bind, advertised = %advertised, "relay addresses");
+        if policy::is_reserved(advertised) {
             tracing::warn!(
-                advertised = %adv,
+                advertised = %advertised,
                 "the advertised relay address is private or loopback: only clients on this \
                  network can use these relays; set turn.external_ip to the public address"
             );

@@ -43,9 +43,9 @@ pub fn secrets_of(cfg: &Config) -> Result<(Secrets, bool)> {
 
 pub fn core_config(cfg: &Config, relay: RelayAddrs, secrets: Secrets) -> CoreConfig {
     let t = &cfg.turn;
-    let mut relay_ips = vec![relay.v4.0, relay.v4.1];
-    if let Some((b, a)) = relay.v6 {
-        relay_ips.extend([b, a]);
+    let mut relay_ips = vec![relay.v4.bind, relay.v4.advertised];
+    if let Some(v6) = relay.v6 {
+        relay_ips.extend([v6.bind, v6.advertised]);
     }
     let own = OwnAddresses {
         relay: relay_ips,

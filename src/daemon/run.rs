@@ -99,11 +99,11 @@ fn status_line(daemon: &Daemon) -> String {
     )
 }
 
-/// Stops taking new work, lets existing allocations relay until they end or
-/// the timeout passes, then stops. A second signal cuts the wait short.
 /// How often the drain looks at the workers' counts.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 
+/// Stops taking new work, lets existing allocations relay until they end or
+/// the timeout passes, then stops. A second signal cuts the wait short.
 async fn drain(
     daemon: Daemon,
     timeout: Duration,

@@ -226,19 +226,19 @@ impl TurnCore {
     }
 
     fn relay_at(&self, family: Family, port: u16) -> Option<Relay> {
-        let (bind, advertised) = match family {
+        let addr = match family {
             Family::V4 => self.cfg.relay_v4?,
             Family::V6 => self.cfg.relay_v6?,
         };
         Some(Relay {
-            bind: SocketAddr::new(bind, port),
-            advertised: SocketAddr::new(advertised, port),
+            bind: SocketAddr::new(addr.bind, port),
+            advertised: SocketAddr::new(addr.advertised, port),
             bound: false,
         })
     }
 
     pub(super) fn new_relay(&mut self, family: Family, even: bool) -> Option<Relay> {
-        let (bind, advertised) = match family {
+        let addr = match family {
             Family::V4 => self.cfg.relay_v4?,
             Family::V6 => self.cfg.relay_v6?,
         };
@@ -248,8 +248,8 @@ impl TurnCore {
         };
         let port = pool.lock().ok()?.take(even)?;
         Some(Relay {
-            bind: SocketAddr::new(bind, port),
-            advertised: SocketAddr::new(advertised, port),
+            bind: SocketAddr::new(addr.bind, port),
+            advertised: SocketAddr::new(addr.advertised, port),
             bound: false,
         })
     }

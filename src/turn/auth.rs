@@ -45,6 +45,8 @@ pub enum Refusal {
 
 const USERNAME_MAX: usize = 509;
 const REALM_MAX: usize = 763;
+/// RFC 8489 §14.10: fewer than 128 characters, up to 763 bytes; ours are 24.
+const NONCE_MAX: usize = 763;
 
 impl TurnCore {
     pub(super) fn authenticate(
@@ -59,7 +61,7 @@ impl TurnCore {
         let (Ok(Some(username)), Ok(Some(realm)), Ok(Some(nonce))) = (
             wire::text_attr(msg, ATTR_USERNAME, USERNAME_MAX),
             wire::text_attr(msg, ATTR_REALM, REALM_MAX),
-            wire::text_attr(msg, ATTR_NONCE, REALM_MAX),
+            wire::text_attr(msg, ATTR_NONCE, NONCE_MAX),
         ) else {
             return Err(Refusal::BadRequest);
         };

@@ -166,14 +166,21 @@ pub struct ClientSend {
     pub len: usize,
 }
 
+/// Where one family's relay sockets bind, and the address clients are told
+/// (different behind 1:1 NAT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayAddress {
+    pub bind: IpAddr,
+    pub advertised: IpAddr,
+}
+
 /// Settings the core reads; rebuilt from the configuration on reload.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     pub realm: String,
     pub secrets: Secrets,
-    /// (bind, advertised) IPv4 relay addresses.
-    pub relay_v4: Option<(IpAddr, IpAddr)>,
-    pub relay_v6: Option<(IpAddr, IpAddr)>,
+    pub relay_v4: Option<RelayAddress>,
+    pub relay_v6: Option<RelayAddress>,
     pub port_range: (u16, u16),
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,

@@ -335,7 +335,10 @@ fn additional_family_without_ipv6_relay_reports_address_error() {
 fn dual_stack_allocation() {
     let mut h = Harness::new(|cfg| {
         let v6: IpAddr = "::1".parse().unwrap();
-        cfg.relay_v6 = Some((v6, v6));
+        cfg.relay_v6 = Some(RelayAddress {
+            bind: v6,
+            advertised: v6,
+        });
     });
     let cr = cred("alice", 3600, "current");
     let c = client(1);

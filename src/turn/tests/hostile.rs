@@ -232,7 +232,10 @@ fn finding_11_a_datagram_too_large_to_frame_is_dropped() {
     // On ff2f46e a 65,527-byte IPv6 datagram became a Data indication whose
     // header declared 20 bytes while 65,556 were written.
     let mut h = Harness::new(|c| {
-        c.relay_v6 = Some(("::1".parse().unwrap(), "2001:db8::9".parse().unwrap()));
+        c.relay_v6 = Some(RelayAddress {
+            bind: "::1".parse().unwrap(),
+            advertised: "2001:db8::9".parse().unwrap(),
+        });
         c.policy = PeerPolicy::new(
             &["2606:4700::/32".parse().unwrap()],
             &[],

@@ -38,7 +38,10 @@ fn config(edit: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
     let mut cfg = CoreConfig {
         realm: REALM.into(),
         secrets: Secrets::new(vec!["current".into(), "previous".into()]).unwrap(),
-        relay_v4: Some((relay, "203.0.113.9".parse().unwrap())),
+        relay_v4: Some(RelayAddress {
+            bind: relay,
+            advertised: "203.0.113.9".parse().unwrap(),
+        }),
         relay_v6: None,
         port_range: (50000, 50099),
         default_lifetime: Duration::from_secs(600),
