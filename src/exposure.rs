@@ -120,7 +120,7 @@ fn origins(cfg: &Config) -> Line {
             list.len()
         ));
     }
-    let host = crate::cli::public_host(cfg);
+    let host = crate::daemon::public_host(cfg);
     if cfg.http.public_host == "auto" {
         closed(format!(
             "web pages on {host} and on localhost (any port) may use signaling; set http.public_host to the name browsers use"

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::config::{Config, IpSetting};
+use crate::signal::ice::url_host;
 use crate::turn::{RelayAddress, policy};
 
 /// The relay and advertised addresses after "auto" is resolved.
@@ -109,4 +110,38 @@ pub fn host_addresses(cfg: &Config) -> Vec<IpAddr> {
         ips.extend(ifaces.iter().map(|i| i.ip()));
     }
     ips
+}
+
+/// The URLs an `iceServers` entry lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceUrls {
+    pub stun: Vec<String>,
+    pub turn: Vec<String>,
+}
+
+/// The host name clients are told: `http.public_host`, or the advertised relay
+/// address when that is "auto".
+pub fn public_host(cfg: &Config) -> String {
+    match cfg.http.public_host.as_str() {
+        "auto" => resolve_relay_addrs(cfg).v4.advertised.to_string(),
+        host => host.to_owned(),
+    }
+}
+
+/// The STUN and TURN URLs clients should use, in the order browsers should try
+/// them: UDP, then TCP, then TLS (the last resort through strict firewalls).
+pub fn ice_urls(cfg: &Config) -> IceUrls {
+    let host = url_host(&public_host(cfg));
+    let port = cfg.turn.listen.first().map_or(3478, |a| a.port());
+    let mut turn = vec![format!("turn:{host}:{port}?transport=udp")];
+    if cfg.turn.tcp {
+        turn.push(format!("turn:{host}:{port}?transport=tcp"));
+    }
+    if let Some(tls) = cfg.turn.tls_listen.first() {
+        turn.push(format!("turns:{host}:{}?transport=tcp", tls.port()));
+    }
+    IceUrls {
+        stun: vec![format!("stun:{host}:{port}")],
+        turn,
+    }
 }

@@ -28,7 +28,7 @@ mod addrs;
 mod run;
 
 use addrs::announce;
-pub use addrs::{RelayAddrs, resolve_relay_addrs};
+pub use addrs::{IceUrls, RelayAddrs, ice_urls, public_host, resolve_relay_addrs};
 pub use run::{LogReload, serve};
 
 /// The secrets to use: configured, or a random one that dies with the process.
@@ -125,12 +125,12 @@ fn open_ttl(cfg: &Config) -> u64 {
 }
 
 fn ice_settings(cfg: &Config, secrets: Secrets) -> IceSettings {
-    let (stun_urls, turn_urls) = crate::cli::ice_urls(cfg);
+    let urls = ice_urls(cfg);
     let peers_open = cfg.signaling.jwt_secret.is_empty();
     IceSettings {
         secrets,
-        stun_urls,
-        turn_urls,
+        stun_urls: urls.stun,
+        turn_urls: urls.turn,
         ttl: if peers_open {
             open_ttl(cfg)
         } else {
@@ -146,10 +146,7 @@ fn http_settings(cfg: &Config) -> HttpSettings {
         admin_token: cfg.http.admin_token.clone(),
         requests_per_minute: cfg.http.api_requests_per_minute,
         anonymous_ttl: open_ttl(cfg),
-        own_origin: OwnOrigin::new(
-            &crate::cli::public_host(cfg),
-            cfg.http.public_host != "auto",
-        ),
+        own_origin: OwnOrigin::new(&public_host(cfg), cfg.http.public_host != "auto"),
         metrics_allow: cfg.metrics.allow.clone(),
     }
 }
