@@ -15,8 +15,10 @@ use tokio::sync::{Notify, mpsc};
 
 use super::framing::{MAX_FRAME, frame_len};
 use super::udp::{State, process_commands};
+use crate::budget::{ITEM_OVERHEAD, Pool, QueueBytes, QueueKind};
 use crate::signal::limits::{ConnectionCounter, Refused};
 use crate::turn::{ClientAddr, Now, Transport};
+use crate::untrusted::Untrusted;
 
 /// Limits for stream clients, shared by every worker.
 pub struct StreamSettings {
@@ -26,20 +28,42 @@ pub struct StreamSettings {
     pub max_per_ip: u32,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Frames queued per connection.
     pub send_queue: usize,
+    /// Bytes queued per connection.
+    pub send_queue_bytes: u64,
+    /// Bytes queued on every stream connection (no limit in total: each
+    /// connection's is bounded, and so is their number); for `/metrics`.
+    pub queues: Arc<Pool>,
+}
+
+/// The bytes a queued frame costs.
+fn frame_cost(frame: &[u8]) -> u64 {
+    frame.len() as u64 + ITEM_OVERHEAD
 }
 
 /// Where the worker queues frames for one connection's writer.
 pub struct StreamHandle {
     tx: mpsc::Sender<Vec<u8>>,
+    bytes: Rc<QueueBytes>,
     kill: Rc<Notify>,
 }
 
 impl StreamHandle {
     /// Queues a frame; a client too slow to take its frames is dropped rather
-    /// than buffered for without bound.
+    /// than buffered for without bound. Its bytes count until the writer has
+    /// written the frame.
     pub fn send(&self, frame: Vec<u8>) {
+        let cost = frame_cost(&frame);
+        if self.bytes.try_add(cost).is_err() {
+            self.kill.notify_one();
+            return;
+        }
         if self.tx.try_send(frame).is_err() {
+            self.bytes.remove(cost);
+            self.bytes
+                .pool()
+                .count_refused(QueueKind::Send, crate::budget::Over::Queue);
             self.kill.notify_one();
         }
     }
@@ -96,7 +120,9 @@ pub(super) async fn accept_loop(
                     {
                         Ok(Ok(tls)) => serve(state, tls, client, &settings).await,
                         Ok(Err(e)) => {
-                            tracing::debug!(client = %addr, error = %e, "TLS handshake failed")
+                            // The error may quote what the client sent.
+                            let e = e.to_string();
+                            tracing::debug!(client = %addr, error = %Untrusted(&e), "TLS handshake failed")
                         }
                         Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
                     }
@@ -115,20 +141,30 @@ where
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(settings.send_queue.max(1));
     let kill = Rc::new(Notify::new());
+    let bytes = Rc::new(QueueBytes::new(
+        settings.queues.clone(),
+        settings.send_queue_bytes,
+        QueueKind::Send,
+    ));
     state.borrow_mut().streams.insert(
         client,
         StreamHandle {
             tx,
+            bytes: bytes.clone(),
             kill: kill.clone(),
         },
     );
     let writer = tokio::task::spawn_local(async move {
         while let Some(frame) = rx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
+            let written = wr.write_all(&frame).await;
+            bytes.remove(frame_cost(&frame));
+            if written.is_err() {
                 break;
             }
         }
         let _ = wr.shutdown().await;
+        // Frames still queued when the writer stops are dropped with the
+        // channel, and `bytes`, dropped last, gives their bytes back.
     });
     let outcome = read_frames(&state, &mut rd, client, settings, &kill).await;
     if let Err(why) = outcome {
