@@ -1,6 +1,7 @@
 //! natbridge: a STUN/TURN server and WebRTC signaling daemon in one binary.
 
 pub mod bench;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod creds;

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::budget::{Over, Pool, QueueKind};
 use crate::signal::SignalContext;
 use crate::turn::Transport;
 use crate::turn::stats::{AuthFailure, Stats};
@@ -43,7 +44,29 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub fn render(turn: &Stats, signal: &SignalContext, draining: bool) -> String {
+/// Bytes held in queues for clients that have not taken them yet: now, and
+/// the most ever, in all (`scope="all"`) and in one queue (`scope="one"`).
+fn queue_bytes(o: &mut Out, prefix: &str, what: &str, pool: &Pool) {
+    let stats = pool.stats();
+    o.single(
+        &format!("{prefix}_queue_bytes"),
+        "gauge",
+        &format!("Bytes queued for {what} now."),
+        stats.held,
+    );
+    let max = format!("{prefix}_queue_bytes_max");
+    o.family(
+        &max,
+        "gauge",
+        &format!(
+            "Most bytes ever queued for {what}: all queues together (scope=all) or one queue (scope=one)."
+        ),
+    );
+    o.sample(&max, &[("scope", "all")], stats.peak);
+    o.sample(&max, &[("scope", "one")], stats.largest_queue);
+}
+
+pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bool) -> String {
     let mut o = Out(String::with_capacity(4096));
     o.family("natbridge_build_info", "gauge", "Build information.");
     o.sample(
@@ -190,7 +213,7 @@ pub fn render(turn: &Stats, signal: &SignalContext, draining: bool) -> String {
     o.single(
         "natbridge_signaling_connections",
         "gauge",
-        "Open WebSocket connections.",
+        "WebSocket connection slots held: open connections, and peers waiting to resume.",
         u64::from(signal.counter.total()),
     );
     o.family(
@@ -209,5 +232,39 @@ pub fn render(turn: &Stats, signal: &SignalContext, draining: bool) -> String {
     for (code, n) in signal.error_counts() {
         o.sample("natbridge_signaling_errors_total", &[("code", code)], n);
     }
+    let queues = signal.registry.queues();
+    queue_bytes(&mut o, "natbridge_signaling", "signaling clients", queues);
+    o.single(
+        "natbridge_signaling_queue_limit_bytes",
+        "gauge",
+        "Bytes all signaling queues may hold together (signaling.total_queue_bytes).",
+        queues.stats().limit,
+    );
+    o.family(
+        "natbridge_signaling_queue_drops_total",
+        "counter",
+        "Signaling messages dropped because a queue was full, by queue (send: the connection was closed; resume: the sender got peer_queue_full) and by the limit reached (queue: the peer's own, total: all peers').",
+    );
+    for kind in QueueKind::ALL {
+        for over in Over::ALL {
+            o.sample(
+                "natbridge_signaling_queue_drops_total",
+                &[("queue", kind.as_str()), ("limit", over.as_str())],
+                queues.refused(kind, over),
+            );
+        }
+    }
+    queue_bytes(
+        &mut o,
+        "natbridge_turn_stream",
+        "TURN TCP/TLS clients",
+        streams,
+    );
+    o.single(
+        "natbridge_turn_stream_queue_drops_total",
+        "counter",
+        "Frames for TURN TCP/TLS clients dropped because the connection's send queue was full; the connection is closed.",
+        streams.refused(QueueKind::Send, Over::Queue),
+    );
     o.0
 }

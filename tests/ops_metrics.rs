@@ -326,6 +326,17 @@ fn check_documented_families(exp: &Exposition) {
         ("natbridge_signaling_connections", "gauge", &[]),
         ("natbridge_signaling_messages_total", "counter", &["type"]),
         ("natbridge_signaling_errors_total", "counter", &["code"]),
+        ("natbridge_signaling_queue_bytes", "gauge", &[]),
+        ("natbridge_signaling_queue_bytes_max", "gauge", &["scope"]),
+        ("natbridge_signaling_queue_limit_bytes", "gauge", &[]),
+        (
+            "natbridge_signaling_queue_drops_total",
+            "counter",
+            &["queue", "limit"],
+        ),
+        ("natbridge_turn_stream_queue_bytes", "gauge", &[]),
+        ("natbridge_turn_stream_queue_bytes_max", "gauge", &["scope"]),
+        ("natbridge_turn_stream_queue_drops_total", "counter", &[]),
     ];
     for (name, kind, label_names) in documented {
         let fam = exp

@@ -299,11 +299,13 @@ async fn heartbeat_timeout_for_a_client_that_does_not_answer_pings() {
 }
 
 /// A receiver that never reads fills its send queue and is disconnected; the
-/// sender is never blocked and sees the receiver go.
+/// sender is never blocked and sees the receiver go. (The receiver's queue is
+/// kept small in bytes rather than in messages: the sender gets an error for
+/// every signal dropped, and its own queue must take those.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_disconnected() {
     let daemon = start(
-        "[signaling]\nsend_queue = 8\nresume_grace = 1\nmessages_per_second = 100000\nburst = 100000\n",
+        "[signaling]\npeer_queue_bytes = 131072\nresume_grace = 1\nmessages_per_second = 100000\nburst = 100000\n",
     )
     .await;
     let mut a = WsClient::connect(daemon.http, "A").await;

@@ -268,13 +268,16 @@ async fn resume_grace_zero_disables_resuming() {
     .await;
 }
 
-/// Signals for a peer in its grace period are queued up to 256: a flood of
-/// 400 is not kept without bound, and what is delivered keeps its order.
+/// Signals for a peer in its grace period are queued up to
+/// peer_queue_bytes: a flood of 400 is not kept without bound, and what is
+/// delivered keeps its order (tests/signaling_budgets.rs checks the bytes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_queue_is_bounded() {
-    let daemon =
-        start("[signaling]\nresume_grace = 20\nmessages_per_second = 100000\nburst = 100000\n")
-            .await;
+    let daemon = start(
+        "[signaling]\nresume_grace = 20\nmessages_per_second = 100000\nburst = 100000\n\
+         max_message_bytes = 1024\npeer_queue_bytes = 32768\n",
+    )
+    .await;
     let (mut a, ja, b, jb) = pair(&daemon, "bounded").await;
     drop(b);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -307,6 +310,7 @@ async fn resume_queue_is_bounded() {
             ),
         }
     }
+    // A signal costs its ~100 bytes of text plus 64: 32 KB keeps ~200.
     assert!(
         !got.is_empty() && got.len() <= 256,
         "between 1 and 256 queued signals are delivered, got {}",

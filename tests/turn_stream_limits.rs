@@ -173,6 +173,42 @@ async fn idle_connections_without_an_allocation_are_closed() {
     daemon.assert_alive();
 }
 
+/// The idle timeout applies again once a connection's allocation is gone: a
+/// connection that deletes its allocation (Refresh, LIFETIME 0) and stays
+/// silent is closed about one timeout later, not kept for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_allocation_is_deleted_is_closed_when_idle() {
+    let mut daemon = Daemon::start(Config {
+        stream_idle_timeout: Some(1),
+        ..Config::allow_loopback()
+    });
+    let mut c =
+        StreamClient::new(tcp_connect(daemon.addr).await).with_creds(Creds::valid("idle-delete"));
+    c.allocate_ok().await;
+    // Past the first deadline with the allocation: kept.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.binding_ok("Binding while the allocation lives").await;
+    let res = c
+        .request(stun::message::METHOD_REFRESH, || vec![lifetime(0)])
+        .await;
+    expect_success(&res, "Refresh with LIFETIME 0 over TCP");
+    let deleted = Instant::now();
+    match wait_closed(&mut c.stream, CLOSED_WITHIN + Duration::from_secs(2)).await {
+        Closed::After(_) => {
+            let at = deleted.elapsed();
+            assert!(
+                (NOT_BEFORE..=CLOSED_WITHIN).contains(&at),
+                "closed {at:?} after the allocation was deleted, expected about 1 s"
+            );
+        }
+        Closed::StillOpen => panic!(
+            "the connection is still open {:?} after its allocation was deleted (stream_idle_timeout 1 s)",
+            deleted.elapsed()
+        ),
+    }
+    daemon.assert_alive();
+}
+
 /// A TCP connection the server takes in: a Binding on it is answered.
 async fn admitted(addr: SocketAddr, what: &str) -> StreamClient<TcpStream> {
     let mut c = StreamClient::new(tcp_connect(addr).await);

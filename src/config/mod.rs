@@ -105,6 +105,8 @@ pub struct TurnSection {
     /// Frames queued for sending per TCP or TLS connection; a client that
     /// does not read is dropped when it is full.
     pub stream_send_queue: u32,
+    /// Bytes queued for sending per TCP or TLS connection; the same rule.
+    pub stream_send_queue_bytes: u64,
 }
 
 // Debug is written by hand so that printing a configuration never leaks the
@@ -257,6 +259,11 @@ pub struct SignalingSection {
     /// Messages queued for sending per connection; a client that does not
     /// read is disconnected when it is full.
     pub send_queue: u32,
+    /// Bytes queued for one peer: its send queue, and apart from that the
+    /// signals kept for it while it is away.
+    pub peer_queue_bytes: u64,
+    /// Bytes queued for all peers together.
+    pub total_queue_bytes: u64,
 }
 
 /// How the process behaves as a service.
@@ -314,6 +321,7 @@ impl Default for TurnSection {
             tls_handshake_timeout: 10,
             stream_idle_timeout: 30,
             stream_send_queue: 512,
+            stream_send_queue_bytes: 512 * 1024,
         }
     }
 }
@@ -392,6 +400,8 @@ impl Default for SignalingSection {
             heartbeat_interval: 20,
             resume_grace: 20,
             send_queue: 256,
+            peer_queue_bytes: 1024 * 1024,
+            total_queue_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -459,6 +469,8 @@ impl std::fmt::Debug for SignalingSection {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("resume_grace", &self.resume_grace)
             .field("send_queue", &self.send_queue)
+            .field("peer_queue_bytes", &self.peer_queue_bytes)
+            .field("total_queue_bytes", &self.total_queue_bytes)
             .finish()
     }
 }

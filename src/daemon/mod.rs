@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 
+use crate::budget::Pool;
 use crate::config::Config;
 use crate::config::ProxyHeader;
 use crate::creds::Secrets;
@@ -205,6 +206,8 @@ impl Daemon {
             handshake_timeout: Duration::from_secs(cfg.turn.tls_handshake_timeout),
             idle_timeout: Duration::from_secs(cfg.turn.stream_idle_timeout),
             send_queue: cfg.turn.stream_send_queue as usize,
+            send_queue_bytes: cfg.turn.stream_send_queue_bytes,
+            queues: Pool::new(u64::MAX),
         });
         let http_listener = std::net::TcpListener::bind(cfg.http.listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -252,6 +255,7 @@ impl Daemon {
             settings: Arc::new(RwLock::new(Arc::new(http_settings(cfg)))),
             api_rate: Arc::new(PerIpRate::default()),
             serve: ServeContext::new(conn_limits(cfg), trusted_proxies(cfg)),
+            stream_queues: stream_settings.queues.clone(),
         };
         for line in crate::exposure::summary(cfg) {
             match line.level {

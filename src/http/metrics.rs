@@ -26,7 +26,7 @@ fn render(state: &AppState) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&turn, &state.signal, draining),
+        crate::metrics::render(&turn, &state.signal, &state.stream_queues, draining),
     )
         .into_response()
 }

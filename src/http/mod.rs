@@ -50,6 +50,8 @@ pub struct AppState {
     pub api_rate: Arc<PerIpRate>,
     /// Connection limits and trusted proxies of every HTTP listener.
     pub serve: ServeContext,
+    /// Bytes queued on TURN TCP/TLS connections, for /metrics.
+    pub stream_queues: Arc<crate::budget::Pool>,
 }
 
 impl AppState {

@@ -15,8 +15,10 @@ use tokio::sync::{Notify, mpsc};
 
 use super::framing::{MAX_FRAME, frame_len};
 use super::udp::{State, process_commands};
+use crate::budget::{ITEM_OVERHEAD, Pool, QueueBytes, QueueKind};
 use crate::signal::limits::{ConnectionCounter, Refused};
 use crate::turn::{ClientAddr, Now, Transport};
+use crate::untrusted::Untrusted;
 
 /// Limits for stream clients, shared by every worker.
 pub struct StreamSettings {
@@ -26,20 +28,42 @@ pub struct StreamSettings {
     pub max_per_ip: u32,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Frames queued per connection.
     pub send_queue: usize,
+    /// Bytes queued per connection.
+    pub send_queue_bytes: u64,
+    /// Bytes queued on every stream connection (no limit in total: each
+    /// connection's is bounded, and so is their number); for `/metrics`.
+    pub queues: Arc<Pool>,
+}
+
+/// The bytes a queued frame costs.
+fn frame_cost(frame: &[u8]) -> u64 {
+    frame.len() as u64 + ITEM_OVERHEAD
 }
 
 /// Where the worker queues frames for one connection's writer.
 pub struct StreamHandle {
     tx: mpsc::Sender<Vec<u8>>,
+    bytes: Rc<QueueBytes>,
     kill: Rc<Notify>,
 }
 
 impl StreamHandle {
     /// Queues a frame; a client too slow to take its frames is dropped rather
-    /// than buffered for without bound.
+    /// than buffered for without bound. Its bytes count until the writer has
+    /// written the frame.
     pub fn send(&self, frame: Vec<u8>) {
+        let cost = frame_cost(&frame);
+        if self.bytes.try_add(cost).is_err() {
+            self.kill.notify_one();
+            return;
+        }
         if self.tx.try_send(frame).is_err() {
+            self.bytes.remove(cost);
+            self.bytes
+                .pool()
+                .count_refused(QueueKind::Send, crate::budget::Over::Queue);
             self.kill.notify_one();
         }
     }
@@ -96,7 +120,9 @@ pub(super) async fn accept_loop(
                     {
                         Ok(Ok(tls)) => serve(state, tls, client, &settings).await,
                         Ok(Err(e)) => {
-                            tracing::debug!(client = %addr, error = %e, "TLS handshake failed")
+                            // The error may quote what the client sent.
+                            let e = e.to_string();
+                            tracing::debug!(client = %addr, error = %Untrusted(&e), "TLS handshake failed")
                         }
                         Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
                     }
@@ -115,20 +141,30 @@ where
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(settings.send_queue.max(1));
     let kill = Rc::new(Notify::new());
+    let bytes = Rc::new(QueueBytes::new(
+        settings.queues.clone(),
+        settings.send_queue_bytes,
+        QueueKind::Send,
+    ));
     state.borrow_mut().streams.insert(
         client,
         StreamHandle {
             tx,
+            bytes: bytes.clone(),
             kill: kill.clone(),
         },
     );
     let writer = tokio::task::spawn_local(async move {
         while let Some(frame) = rx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
+            let written = wr.write_all(&frame).await;
+            bytes.remove(frame_cost(&frame));
+            if written.is_err() {
                 break;
             }
         }
         let _ = wr.shutdown().await;
+        // Frames still queued when the writer stops are dropped with the
+        // channel, and `bytes`, dropped last, gives their bytes back.
     });
     let outcome = read_frames(&state, &mut rd, client, settings, &kill).await;
     if let Err(why) = outcome {
@@ -160,8 +196,11 @@ async fn read_frames<R: AsyncRead + Unpin>(
 ) -> Result<(), &'static str> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
-    let idle_deadline = tokio::time::Instant::now() + settings.idle_timeout;
-    let mut allocated = false;
+    // The connection may go without an allocation for idle_timeout at a
+    // time: after it connects, and again whenever its allocation is gone
+    // (deleted, expired), so a connection cannot outlive its allocation and
+    // tie up a connection slot for ever.
+    let mut idle = IdleWatch::new(settings.idle_timeout);
     loop {
         let n = tokio::select! {
             r = rd.read(&mut chunk) => match r {
@@ -170,12 +209,12 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 Err(_) => return Err("read error"),
             },
             _ = kill.notified() => return Err("slow reader"),
-            _ = tokio::time::sleep_until(idle_deadline), if !allocated => {
-                if state.borrow().core.has_allocation(client) {
-                    allocated = true;
+            _ = tokio::time::sleep_until(idle.deadline) => {
+                let has = state.borrow().core.has_allocation(client);
+                if idle.on_deadline(has, tokio::time::Instant::now()) {
                     continue;
                 }
-                return Err("no allocation before the idle timeout");
+                return Err("no allocation for the idle timeout");
             }
         };
         buf.extend_from_slice(&chunk[..n]);
@@ -192,6 +231,50 @@ async fn read_frames<R: AsyncRead + Unpin>(
         buf.drain(..at);
         if buf.len() > MAX_FRAME {
             return Err("frame too large");
+        }
+        if idle.allocated {
+            let has = state.borrow().core.has_allocation(client);
+            idle.on_frames(has, tokio::time::Instant::now());
+        }
+    }
+}
+
+/// When a stream connection without an allocation is closed.
+struct IdleWatch {
+    timeout: Duration,
+    deadline: tokio::time::Instant,
+    /// Whether the connection had an allocation when last looked at.
+    allocated: bool,
+}
+
+impl IdleWatch {
+    fn new(timeout: Duration) -> IdleWatch {
+        IdleWatch {
+            timeout,
+            deadline: tokio::time::Instant::now() + timeout,
+            allocated: false,
+        }
+    }
+
+    /// At the deadline: whether the connection stays open, and if so the
+    /// next deadline. One with an allocation is looked at again a timeout
+    /// later; one whose allocation went since the last look gets a whole
+    /// timeout from now to allocate again.
+    fn on_deadline(&mut self, has_allocation: bool, now: tokio::time::Instant) -> bool {
+        if has_allocation || self.allocated {
+            self.allocated = has_allocation;
+            self.deadline = now + self.timeout;
+            return true;
+        }
+        false
+    }
+
+    /// After frames were handled: a connection that just deleted its
+    /// allocation (Refresh with LIFETIME 0) has a timeout from now.
+    fn on_frames(&mut self, has_allocation: bool, now: tokio::time::Instant) {
+        if self.allocated && !has_allocation {
+            self.allocated = false;
+            self.deadline = now + self.timeout;
         }
     }
 }
@@ -226,4 +309,31 @@ pub fn reuseport_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_deadline_is_armed_again_once_the_allocation_is_gone() {
+        let t = Duration::from_secs(30);
+        let mut w = IdleWatch::new(t);
+        let start = w.deadline;
+        // No allocation by the first deadline: closed.
+        assert!(!IdleWatch::new(t).on_deadline(false, start));
+        // An allocation: looked at again a timeout later.
+        assert!(w.on_deadline(true, start));
+        assert_eq!(w.deadline, start + t);
+        // Deleted with a Refresh: a timeout from the deletion.
+        let deleted = start + Duration::from_secs(5);
+        w.on_frames(false, deleted);
+        assert_eq!(w.deadline, deleted + t);
+        assert!(!w.on_deadline(false, deleted + t));
+        // Expired on its own between two looks: one more timeout, then closed.
+        let mut w = IdleWatch::new(t);
+        assert!(w.on_deadline(true, start));
+        assert!(w.on_deadline(false, start + t));
+        assert!(!w.on_deadline(false, start + t + t));
+    }
 }

@@ -4,6 +4,7 @@
 pub mod ice;
 pub mod jwt;
 pub mod limits;
+pub mod outbox;
 pub mod protocol;
 pub mod rooms;
 pub mod session;
@@ -36,6 +37,10 @@ pub struct SessionLimits {
     pub heartbeat: Duration,
     pub resume_grace: Duration,
     pub send_queue: usize,
+    /// Bytes one peer's send queue, and its resume queue, may hold.
+    pub peer_queue_bytes: u64,
+    /// Bytes all signaling queues together may hold.
+    pub total_queue_bytes: u64,
     pub allowed_origins: Vec<String>,
 }
 
@@ -55,6 +60,8 @@ impl SessionLimits {
             heartbeat: Duration::from_secs(s.heartbeat_interval),
             resume_grace: Duration::from_secs(s.resume_grace),
             send_queue: s.send_queue as usize,
+            peer_queue_bytes: s.peer_queue_bytes,
+            total_queue_bytes: s.total_queue_bytes,
             allowed_origins: s.allowed_origins.clone(),
         }
     }
@@ -86,6 +93,7 @@ pub struct SignalContext {
 
 impl SignalContext {
     pub fn new(registry: Registry, ice: IceIssuer, limits: SessionLimits) -> SignalContext {
+        registry.queues().set_limit(limits.total_queue_bytes);
         SignalContext {
             registry,
             ice,
@@ -113,6 +121,7 @@ impl SignalContext {
     }
 
     pub fn set_limits(&self, limits: SessionLimits) {
+        self.registry.queues().set_limit(limits.total_queue_bytes);
         if let Ok(mut l) = self.limits.write() {
             *l = Arc::new(limits);
         }

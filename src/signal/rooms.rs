@@ -7,31 +7,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::Rng;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc};
 
+use super::limits::ConnectionSlot;
+use super::outbox::{Outbox, text_cost};
 use super::protocol::{MediaState, ProtoError, SignalKind};
+use crate::budget::{Over, Pool, QueueBytes, QueueKind};
+use crate::untrusted::Untrusted;
 
-/// A frame for a connection's writer.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    Text(String),
-    /// A WebSocket ping frame (heartbeat).
-    Ping,
-    /// Close with this code and reason (after the frames queued before it).
-    Close(u16, String),
-}
+pub use super::outbox::Outbound;
 
 /// How the registry reaches a connected peer.
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub id: u64,
-    pub tx: mpsc::Sender<Outbound>,
-    /// Tells the session to drop its connection (slow consumer, takeover).
-    pub kill: Arc<Notify>,
+    /// Its send queue; a push that does not fit cuts the connection off.
+    pub outbox: Outbox,
 }
-
-/// Signals kept for a peer between connections.
-pub const QUEUE_WHILE_AWAY: usize = 256;
 
 #[derive(Debug)]
 struct Peer {
@@ -40,7 +31,13 @@ struct Peer {
     state: MediaState,
     resume_token: String,
     conn: Option<Connection>,
+    /// Signals kept while the peer is away, within `away_bytes`.
     away_queue: VecDeque<String>,
+    away_bytes: QueueBytes,
+    /// The connection slot of the dropped connection, held while the peer
+    /// waits for a resume: an away peer costs memory like a connected one,
+    /// so it counts against the per-IP and total connection limits.
+    away_slot: Option<ConnectionSlot>,
     /// Bumped on every disconnect, so a stale grace timer does nothing.
     generation: u64,
 }
@@ -83,6 +80,8 @@ struct Inner {
 pub struct Registry {
     inner: Mutex<Inner>,
     revoke: Revoke,
+    /// Bytes held in every send and resume queue of signaling.
+    queues: Arc<Pool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +116,13 @@ impl Registry {
         Registry {
             inner: Mutex::new(Inner::default()),
             revoke,
+            queues: Pool::new(u64::MAX),
         }
+    }
+
+    /// The byte budget shared by every signaling queue.
+    pub fn queues(&self) -> &Arc<Pool> {
+        &self.queues
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -156,6 +161,11 @@ impl Registry {
             .or_default()
             .push(peer_id.clone());
         inner.by_token.insert(resume_token.clone(), peer_id.clone());
+        let away_bytes = QueueBytes::new(
+            conn.outbox.pool().clone(),
+            conn.outbox.byte_limit(),
+            QueueKind::Resume,
+        );
         inner.peers.insert(
             peer_id.clone(),
             Peer {
@@ -165,6 +175,8 @@ impl Registry {
                 resume_token: resume_token.clone(),
                 conn: Some(conn),
                 away_queue: VecDeque::new(),
+                away_bytes,
+                away_slot: None,
                 generation: 0,
             },
         );
@@ -193,14 +205,19 @@ impl Registry {
         }
         if let Some(old) = peer.conn.take() {
             let bye = super::protocol::bye("replaced", None).to_string();
-            let _ = old.tx.try_send(Outbound::Text(bye));
-            let _ = old.tx.try_send(Outbound::Close(1000, "replaced".into()));
-            old.kill.notify_one();
+            old.outbox.push_final(Outbound::Text(bye));
+            old.outbox
+                .push_final(Outbound::Close(1000, "replaced".into()));
+            old.outbox.kill();
         }
         peer.conn = Some(conn);
         peer.generation += 1;
+        // The new connection holds a slot of its own.
+        peer.away_slot = None;
         let old_token = std::mem::replace(&mut peer.resume_token, new_token.clone());
         let queued: Vec<String> = peer.away_queue.drain(..).collect();
+        // The session queues these on the new connection as a backlog.
+        peer.away_bytes.clear();
         let name = peer.name.clone();
         inner.by_token.remove(&old_token);
         inner.by_token.insert(new_token.clone(), peer_id.clone());
@@ -230,17 +247,27 @@ impl Registry {
         true
     }
 
-    /// The connection went away without `leave`: keep the peer for a resume.
-    /// Returns the generation to hand to `expire` after the grace period.
-    pub fn detach(&self, peer_id: &str, conn_id: u64) -> Option<u64> {
+    /// The connection went away without `leave`: keep the peer for a resume,
+    /// holding the connection's slot. Returns the generation to hand to
+    /// `expire` after the grace period, or the slot back when the peer is
+    /// not this connection's to keep.
+    pub fn detach(
+        &self,
+        peer_id: &str,
+        conn_id: u64,
+        slot: ConnectionSlot,
+    ) -> Result<u64, ConnectionSlot> {
         let mut inner = self.lock();
-        let peer = inner.peers.get_mut(peer_id)?;
+        let Some(peer) = inner.peers.get_mut(peer_id) else {
+            return Err(slot);
+        };
         if peer.conn.as_ref().is_none_or(|c| c.id != conn_id) {
-            return None;
+            return Err(slot);
         }
         peer.conn = None;
+        peer.away_slot = Some(slot);
         peer.generation += 1;
-        Some(peer.generation)
+        Ok(peer.generation)
     }
 
     /// Ends the grace period: a peer still away is removed.
@@ -271,7 +298,12 @@ impl Registry {
             None,
             &json!({"type": "peer.left", "peerId": peer_id, "reason": reason.as_str()}),
         );
-        tracing::info!(room = %peer.room, peer = peer_id, reason = reason.as_str(), "peer left");
+        tracing::info!(
+            room = %Untrusted(&peer.room),
+            peer = %Untrusted(peer_id),
+            reason = reason.as_str(),
+            "peer left"
+        );
         (self.revoke)(&turn_user(&peer.room, peer_id));
     }
 
@@ -301,16 +333,13 @@ impl Registry {
             return Err(unknown());
         }
         let target = inner.peers.get_mut(to).ok_or_else(unknown)?;
-        match &target.conn {
-            Some(conn) => deliver(conn, text),
-            None => {
-                if target.away_queue.len() >= QUEUE_WHILE_AWAY {
-                    target.away_queue.pop_front();
-                }
+        let queued = match &target.conn {
+            Some(conn) => conn.outbox.push(Outbound::Text(text)),
+            None => target.away_bytes.try_add(text_cost(&text)).map(|()| {
                 target.away_queue.push_back(text);
-            }
-        }
-        Ok(())
+            }),
+        };
+        queued.map_err(|over| queue_full(to, over))
     }
 
     pub fn set_state(
@@ -361,12 +390,15 @@ impl Registry {
     }
 }
 
-/// Queues a frame for a connection; a full queue means the client stopped
-/// reading, and it is disconnected rather than buffered for without bound.
-fn deliver(conn: &Connection, text: String) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = conn.tx.try_send(Outbound::Text(text)) {
-        conn.kill.notify_one();
-    }
+/// The answer to a sender whose signal did not fit the target's queue (the
+/// target stopped reading, or is away and much was sent to it meanwhile) or
+/// the server's total: the signal is dropped, and the sender should know.
+fn queue_full(to: &str, over: Over) -> ProtoError {
+    let reason = match over {
+        Over::Queue => format!("signal dropped: the queue of peer {to} is full"),
+        Over::Total => "signal dropped: the server's signaling queues are full".to_owned(),
+    };
+    ProtoError::new("peer_queue_full", reason)
 }
 
 impl Inner {
@@ -399,7 +431,9 @@ impl Inner {
                 continue;
             }
             if let Some(conn) = self.peers.get(id).and_then(|p| p.conn.as_ref()) {
-                deliver(conn, text.clone());
+                // A refusal cuts the connection off; its client resumes and
+                // gets the room as it is then.
+                let _ = conn.outbox.push(Outbound::Text(text.clone()));
             }
         }
     }

@@ -9,13 +9,15 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::limits::{ConnectionSlot, TokenBucket};
+use super::outbox::{self, Outbox};
 use super::protocol::{self, ClientMessage, Envelope, ProtoError};
-use super::rooms::{Connection, Joined, Outbound, QUEUE_WHILE_AWAY, turn_user};
+use super::rooms::{Connection, Joined, Outbound, turn_user};
 use super::{SessionLimits, SignalContext};
+use crate::untrusted::Untrusted;
 
 /// Consecutive rate-limited messages before the connection is closed.
 const ABUSE_STREAK: u32 = 50;
@@ -36,7 +38,7 @@ struct Session {
     ctx: Arc<SignalContext>,
     limits: Arc<SessionLimits>,
     conn_id: u64,
-    tx: mpsc::Sender<Outbound>,
+    tx: Outbox,
     kill: Arc<Notify>,
     /// (peer id, room) once joined.
     peer: Option<(String, String)>,
@@ -49,25 +51,31 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
     let limits = ctx.limits();
     let conn_id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
-    // Room for a resumed peer's whole backlog on top of the normal queue: the
-    // backlog is delivered at once, and must not read as a slow consumer.
-    let (tx, mut rx) = mpsc::channel::<Outbound>(limits.send_queue.max(1) + QUEUE_WHILE_AWAY + 1);
+    let kill = Arc::new(Notify::new());
+    let (tx, mut rx) = outbox::channel(
+        ctx.registry.queues().clone(),
+        limits.peer_queue_bytes,
+        limits.send_queue,
+        kill.clone(),
+    );
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            let frame = match out {
-                Outbound::Text(t) => Message::Text(t.into()),
-                Outbound::Ping => Message::Ping(Default::default()),
-                Outbound::Close(code, reason) => {
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
-                    break;
-                }
+        while let Some((out, taken)) = rx.recv().await {
+            // The frame's bytes stay charged until it is written: a client
+            // that does not read keeps them held, and they must count.
+            let (frame, last) = match out {
+                Outbound::Text(t) => (Message::Text(t.into()), false),
+                Outbound::Ping => (Message::Ping(Default::default()), false),
+                Outbound::Close(code, reason) => (
+                    Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })),
+                    true,
+                ),
             };
-            if sink.send(frame).await.is_err() {
+            let sent = sink.send(frame).await;
+            rx.done(taken);
+            if last || sent.is_err() {
                 break;
             }
         }
@@ -79,7 +87,7 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
         limits: limits.clone(),
         conn_id,
         tx,
-        kill: Arc::new(Notify::new()),
+        kill,
         peer: None,
         bucket: TokenBucket::new(
             f64::from(limits.messages_per_second),
@@ -111,7 +119,7 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
                     Some(Ok(frame)) => frame,
                     Some(Err(e)) => {
                         if is_too_large(e) {
-                            let _ = s.tx.try_send(Outbound::Close(1009, "message too large".into()));
+                            s.tx.push_final(Outbound::Close(1009, "message too large".into()));
                         }
                         break;
                     }
@@ -155,7 +163,7 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
             }
         }
     }
-    s.disconnect();
+    let slot = s.disconnect(slot);
     drop(s);
     // The writer ends once the queue drains. Meanwhile the client's input is
     // read and dropped until it answers our Close: a socket closed with
@@ -188,10 +196,10 @@ fn is_too_large(e: axum::Error) -> bool {
 }
 
 impl Session {
+    /// Queues a frame; one that does not fit has already cut the connection
+    /// off (the kill branch of the loop says why).
     fn push(&self, out: Outbound) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
-            self.kill.notify_one();
-        }
+        let _ = self.tx.push(out);
     }
 
     fn send(&self, msg: &Value) {
@@ -199,10 +207,10 @@ impl Session {
     }
 
     fn bye(&self, reason: &str, retry_after_ms: Option<u64>) {
-        let _ = self.tx.try_send(Outbound::Text(
+        self.tx.push_final(Outbound::Text(
             protocol::bye(reason, retry_after_ms).to_string(),
         ));
-        let _ = self.tx.try_send(Outbound::Close(1000, reason.to_owned()));
+        self.tx.push_final(Outbound::Close(1000, reason.to_owned()));
     }
 
     fn error(&self, e: &ProtoError, re: &Option<Value>) {
@@ -246,9 +254,8 @@ impl Session {
 
     fn on_text(&mut self, text: &str) -> Flow {
         if text.len() > self.limits.max_message_bytes {
-            let _ = self
-                .tx
-                .try_send(Outbound::Close(1009, "message too large".into()));
+            self.tx
+                .push_final(Outbound::Close(1009, "message too large".into()));
             return Flow::Stop;
         }
         if let Some(flow) = self.rate_limit(Some(text)) {
@@ -365,8 +372,7 @@ impl Session {
         }
         let conn = Connection {
             id: self.conn_id,
-            tx: self.tx.clone(),
-            kill: self.kill.clone(),
+            outbox: self.tx.clone(),
         };
         match resume {
             Some(token) => self.ctx.registry.resume(conn, &room, &token),
@@ -381,8 +387,8 @@ impl Session {
         let room = joined.room.clone();
         let ice = self.ctx.ice.issue(&turn_user(&room, &joined.peer_id));
         tracing::info!(
-            room = %room,
-            peer = %joined.peer_id,
+            room = %Untrusted(&room),
+            peer = %Untrusted(&joined.peer_id),
             resumed = joined.resumed,
             "peer joined"
         );
@@ -403,7 +409,7 @@ impl Session {
             re,
         ));
         for text in joined.queued {
-            self.push(Outbound::Text(text));
+            self.tx.push_backlog(text);
         }
         self.peer = Some((joined.peer_id, room));
         self.schedule_ice(ice.credential.ttl);
@@ -432,13 +438,15 @@ impl Session {
         self.schedule_ice(ice.credential.ttl);
     }
 
-    /// The connection is gone: a joined peer waits for a resume.
-    fn disconnect(&mut self) {
+    /// The connection is gone: a joined peer waits for a resume, holding
+    /// the connection's slot. The slot comes back when there is no such peer.
+    fn disconnect(&mut self, slot: ConnectionSlot) -> Option<ConnectionSlot> {
         let Some((peer, _)) = self.peer.take() else {
-            return;
+            return Some(slot);
         };
-        let Some(generation) = self.ctx.registry.detach(&peer, self.conn_id) else {
-            return;
+        let generation = match self.ctx.registry.detach(&peer, self.conn_id, slot) {
+            Ok(generation) => generation,
+            Err(slot) => return Some(slot),
         };
         let ctx = self.ctx.clone();
         let grace = self.limits.resume_grace;
@@ -446,5 +454,6 @@ impl Session {
             tokio::time::sleep(grace).await;
             ctx.registry.expire(&peer, generation);
         });
+        None
     }
 }

@@ -174,3 +174,22 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
         data = &data[size + 2..];
     }
 }
+
+/// The value of one series in `/metrics`, written as the exposition writes
+/// it (`name` or `name{label="value",...}` with the labels in the daemon's
+/// order); None when the series is absent.
+pub async fn metric(http: SocketAddr, series: &str) -> Option<f64> {
+    let r = http_get(http, "/metrics", &[]).await;
+    assert_eq!(r.status, 200, "/metrics: {r:?}");
+    r.body.lines().find_map(|l| {
+        let value = l.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// [`metric`] for a series that must be there.
+pub async fn metric_of(http: SocketAddr, series: &str) -> f64 {
+    metric(http, series)
+        .await
+        .unwrap_or_else(|| panic!("/metrics has no series {series}"))
+}

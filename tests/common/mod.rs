@@ -212,6 +212,7 @@ pub struct Config {
     pub tls_handshake_timeout: Option<u64>,
     pub stream_idle_timeout: Option<u64>,
     pub stream_send_queue: Option<u64>,
+    pub stream_send_queue_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -247,6 +248,7 @@ impl Default for Config {
             tls_handshake_timeout: None,
             stream_idle_timeout: None,
             stream_send_queue: None,
+            stream_send_queue_bytes: None,
         }
     }
 }
@@ -295,6 +297,7 @@ impl Config {
             ("tls_handshake_timeout", self.tls_handshake_timeout),
             ("stream_idle_timeout", self.stream_idle_timeout),
             ("stream_send_queue", self.stream_send_queue),
+            ("stream_send_queue_bytes", self.stream_send_queue_bytes),
         ] {
             if let Some(v) = value {
                 let _ = writeln!(w, "{key} = {v}");

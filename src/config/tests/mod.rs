@@ -76,6 +76,7 @@ fn expected_defaults() -> Config {
             tls_handshake_timeout: 10,
             stream_idle_timeout: 30,
             stream_send_queue: 512,
+            stream_send_queue_bytes: 524288,
         },
         auth: AuthSection {
             secrets: None,
@@ -127,6 +128,8 @@ fn expected_defaults() -> Config {
             heartbeat_interval: 20,
             resume_grace: 20,
             send_queue: 256,
+            peer_queue_bytes: 1048576,
+            total_queue_bytes: 67108864,
         },
         service: ServiceSection { drain_timeout: 30 },
         metrics: MetricsSection {
@@ -165,6 +168,7 @@ fn everything_changed() -> Config {
             tls_handshake_timeout: 120,
             stream_idle_timeout: 3600,
             stream_send_queue: 8,
+            stream_send_queue_bytes: 262144,
         },
         auth: AuthSection {
             secrets: Some(vec!["new \"quoted\" secret".into(), "old-secret".into()]),
@@ -219,6 +223,8 @@ fn everything_changed() -> Config {
             heartbeat_interval: 300,
             resume_grace: 0,
             send_queue: 8,
+            peer_queue_bytes: 1024,
+            total_queue_bytes: 1 << 40,
         },
         service: ServiceSection { drain_timeout: 0 },
         metrics: MetricsSection {
@@ -230,6 +236,7 @@ fn everything_changed() -> Config {
 
 mod exposure_keys;
 mod file;
+mod queues;
 mod semantics;
 mod streams;
 mod web;

@@ -275,7 +275,8 @@ fn max_message_bytes_bounds() {
         5,
         "from 256 to 16777216 bytes",
     );
-    parse("[signaling]\nmax_message_bytes = 16777216\n").unwrap();
+    // The largest messages need a peer queue that holds two of them.
+    parse("[signaling]\nmax_message_bytes = 16777216\npeer_queue_bytes = 33554432\n").unwrap();
 }
 
 #[test]

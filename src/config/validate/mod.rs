@@ -47,6 +47,10 @@ impl Problem {
 }
 
 const MAX_WORKERS: usize = 256;
+/// Byte budgets above 1 TiB are typos, and TOML integers must stay in range.
+pub(super) const MAX_QUEUE_BYTES: u64 = 1 << 40;
+/// Room for a few of the largest stream frames (64 KiB and a header each).
+const MIN_STREAM_QUEUE_BYTES: u64 = 256 * 1024;
 /// A longer wait would add audible delay to relayed media.
 const MAX_BATCH_DELAY_US: u32 = 10_000;
 /// The channel number space, 0x4000 to 0x4FFF (RFC 8656).
@@ -200,6 +204,12 @@ fn check_streams(turn: &TurnSection) -> Checked {
         turn.stream_send_queue.into(),
         8..=65536,
         " frames",
+    )?;
+    check_range(
+        "turn.stream_send_queue_bytes",
+        turn.stream_send_queue_bytes,
+        MIN_STREAM_QUEUE_BYTES..=MAX_QUEUE_BYTES,
+        " bytes",
     )
 }
 

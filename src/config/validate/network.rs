@@ -289,7 +289,48 @@ pub(super) fn check_signaling(signaling: &SignalingSection) -> Checked {
         signaling.send_queue.into(),
         8..=65536,
         " messages",
-    )
+    )?;
+    check_queue_bytes(signaling)
+}
+
+/// Byte budgets of the signaling queues: one peer's queue must take two of
+/// the largest messages (a relayed message is the client's plus a few bytes
+/// of envelope), and the total must take at least one peer's queue.
+fn check_queue_bytes(signaling: &SignalingSection) -> Checked {
+    check_range(
+        "signaling.peer_queue_bytes",
+        signaling.peer_queue_bytes,
+        1024..=super::MAX_QUEUE_BYTES,
+        " bytes",
+    )?;
+    let need = 2 * u64::from(signaling.max_message_bytes);
+    if signaling.peer_queue_bytes < need {
+        return Err(Problem::new(
+            "signaling.peer_queue_bytes",
+            format!(
+                "peer_queue_bytes ({}) must be at least twice max_message_bytes ({need})",
+                signaling.peer_queue_bytes
+            ),
+        )
+        .conflicting_with("signaling.max_message_bytes"));
+    }
+    check_range(
+        "signaling.total_queue_bytes",
+        signaling.total_queue_bytes,
+        1024..=super::MAX_QUEUE_BYTES,
+        " bytes",
+    )?;
+    if signaling.total_queue_bytes < signaling.peer_queue_bytes {
+        return Err(Problem::new(
+            "signaling.total_queue_bytes",
+            format!(
+                "total_queue_bytes ({}) must not be less than peer_queue_bytes ({})",
+                signaling.total_queue_bytes, signaling.peer_queue_bytes
+            ),
+        )
+        .conflicting_with("signaling.peer_queue_bytes"));
+    }
+    Ok(())
 }
 
 fn check_origins(origins: &[String]) -> Checked {
