@@ -3,6 +3,7 @@
 //! lies further ahead than `signaling.jwt_max_lifetime`: an application that
 //! forgets to set a sensible expiry must not mint a key to a room forever.
 
+use super::error_code::ErrorCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, errors::ErrorKind};
 use serde::Deserialize;
 
@@ -45,19 +46,22 @@ fn verify_at(
     )
     .map_err(|e| match e.kind() {
         ErrorKind::ExpiredSignature => {
-            ProtoError::new("token_expired", "the room token has expired")
+            ProtoError::new(ErrorCode::TokenExpired, "the room token has expired")
         }
-        _ => ProtoError::new("token_invalid", format!("the room token is not valid: {e}")),
+        _ => ProtoError::new(
+            ErrorCode::TokenInvalid,
+            format!("the room token is not valid: {e}"),
+        ),
     })?;
     if data.claims.nbf.is_some_and(|nbf| nbf > now) {
         return Err(ProtoError::new(
-            "token_not_yet_valid",
+            ErrorCode::TokenNotYetValid,
             "the room token is not valid yet (its nbf is in the future)",
         ));
     }
     if data.claims.exp.saturating_sub(now) > max_lifetime {
         return Err(ProtoError::new(
-            "token_lifetime_too_long",
+            ErrorCode::TokenLifetimeTooLong,
             format!(
                 "the room token expires more than {max_lifetime} s from now; this server accepts shorter-lived tokens"
             ),
@@ -65,7 +69,7 @@ fn verify_at(
     }
     if data.claims.room != room {
         return Err(ProtoError::new(
-            "token_room_mismatch",
+            ErrorCode::TokenRoomMismatch,
             "the room token is for another room",
         ));
     }

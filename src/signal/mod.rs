@@ -1,6 +1,7 @@
 //! The signaling half: WebSocket sessions, rooms, and TURN credentials for the
 //! peers in them (docs/protocol.md).
 
+pub mod error_code;
 pub mod ice;
 pub mod jwt;
 pub mod limits;

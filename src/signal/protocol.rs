@@ -1,6 +1,7 @@
 //! The wire format of signaling protocol v1 (docs/protocol.md): parsing client
 //! messages with precise error codes, and building server messages.
 
+use super::error_code::ErrorCode;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -10,12 +11,12 @@ pub const SUBPROTOCOL: &str = "natbridge.v1";
 /// An `error` code and its reason, as sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtoError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub reason: String,
 }
 
 impl ProtoError {
-    pub fn new(code: &'static str, reason: impl Into<String>) -> ProtoError {
+    pub fn new(code: ErrorCode, reason: impl Into<String>) -> ProtoError {
         ProtoError {
             code,
             reason: reason.into(),
@@ -100,13 +101,13 @@ pub fn parse(text: &str) -> Result<Envelope, (Option<Value>, ProtoError)> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         (
             None,
-            ProtoError::new("bad_json", format!("invalid JSON: {e}")),
+            ProtoError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")),
         )
     })?;
     let Value::Object(obj) = value else {
         return Err((
             None,
-            ProtoError::new("bad_json", "a message must be a JSON object"),
+            ProtoError::new(ErrorCode::BadJson, "a message must be a JSON object"),
         ));
     };
     let id = match obj.get("id") {
@@ -116,7 +117,10 @@ pub fn parse(text: &str) -> Result<Envelope, (Option<Value>, ProtoError)> {
         Some(_) => {
             return Err((
                 None,
-                ProtoError::new("bad_message", "id must be a string (max 64) or a number"),
+                ProtoError::new(
+                    ErrorCode::BadMessage,
+                    "id must be a string (max 64) or a number",
+                ),
             ));
         }
     };
@@ -134,15 +138,25 @@ fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
         Some(v) if v.as_u64() == Some(VERSION) => {}
         Some(v) => {
             return Err(ProtoError::new(
-                "unsupported_version",
+                ErrorCode::UnsupportedVersion,
                 format!("protocol version {v} is not supported; this server speaks v{VERSION}"),
             ));
         }
     }
     let typ = match obj.get("type") {
         Some(Value::String(t)) => t.as_str(),
-        Some(_) => return Err(ProtoError::new("bad_message", "type must be a string")),
-        None => return Err(ProtoError::new("bad_message", "missing field: type")),
+        Some(_) => {
+            return Err(ProtoError::new(
+                ErrorCode::BadMessage,
+                "type must be a string",
+            ));
+        }
+        None => {
+            return Err(ProtoError::new(
+                ErrorCode::BadMessage,
+                "missing field: type",
+            ));
+        }
     };
     Ok(match typ {
         "join" => ClientMessage::Join {
@@ -160,7 +174,7 @@ fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
                 "end" => SignalKind::End,
                 other => {
                     return Err(ProtoError::new(
-                        "bad_message",
+                        ErrorCode::BadMessage,
                         format!("kind must be offer, answer, candidate or end, not {other:?}"),
                     ));
                 }
@@ -182,7 +196,7 @@ fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
         "ice.refresh" => ClientMessage::IceRefresh,
         other => {
             return Err(ProtoError::new(
-                "unknown_type",
+                ErrorCode::UnknownType,
                 format!("unknown message type {:?}", truncate(other, 40)),
             ));
         }
@@ -198,7 +212,7 @@ fn truncate(s: &str, max: usize) -> &str {
 
 fn required_str(obj: &Map<String, Value>, key: &str) -> Result<String, ProtoError> {
     optional_str(obj, key)?
-        .ok_or_else(|| ProtoError::new("bad_message", format!("missing field: {key}")))
+        .ok_or_else(|| ProtoError::new(ErrorCode::BadMessage, format!("missing field: {key}")))
 }
 
 fn optional_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, ProtoError> {
@@ -206,7 +220,7 @@ fn optional_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, P
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(ProtoError::new(
-            "bad_message",
+            ErrorCode::BadMessage,
             format!("field {key} must be a string"),
         )),
     }
@@ -217,7 +231,7 @@ fn optional_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, Pr
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(ProtoError::new(
-            "bad_message",
+            ErrorCode::BadMessage,
             format!("field {key} must be a boolean"),
         )),
     }
@@ -247,7 +261,7 @@ pub fn with_re(mut msg: Value, re: &Option<Value>) -> Value {
 
 pub fn error(e: &ProtoError, re: &Option<Value>) -> Value {
     with_re(
-        json!({"type": "error", "code": e.code, "reason": e.reason}),
+        json!({"type": "error", "code": e.code.as_str(), "reason": e.reason}),
         re,
     )
 }
@@ -287,7 +301,7 @@ mod tests {
     use super::*;
 
     fn code(text: &str) -> &'static str {
-        parse(text).unwrap_err().1.code
+        parse(text).unwrap_err().1.code.as_str()
     }
 
     #[test]

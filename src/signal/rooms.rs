@@ -2,6 +2,7 @@
 //! and what waits for a peer that is between connections. One mutex guards it;
 //! each operation is short and never awaits while holding it.
 
+use super::error_code::ErrorCode;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -142,7 +143,7 @@ impl Registry {
         let members = inner.rooms.get(room).map_or(0, Vec::len);
         if members >= capacity {
             return Err(ProtoError::new(
-                "room_full",
+                ErrorCode::RoomFull,
                 format!("room {room} is full ({capacity} peers)"),
             ));
         }
@@ -195,7 +196,7 @@ impl Registry {
     /// still open is taken over: the old one is told `replaced` and dropped.
     pub fn resume(&self, conn: Connection, room: &str, token: &str) -> Result<Joined, ProtoError> {
         let mut inner = self.lock();
-        let failed = || ProtoError::new("resume_failed", "unknown or expired resume token");
+        let failed = || ProtoError::new(ErrorCode::ResumeFailed, "unknown or expired resume token");
         let peer_id = inner.by_token.get(token).cloned().ok_or_else(failed)?;
         let new_token = random_id(24);
         let others = inner.infos_except(room, &peer_id);
@@ -316,7 +317,10 @@ impl Registry {
         payload: &Value,
     ) -> Result<(), ProtoError> {
         if from == to {
-            return Err(ProtoError::new("self_signal", "cannot signal yourself"));
+            return Err(ProtoError::new(
+                ErrorCode::SelfSignal,
+                "cannot signal yourself",
+            ));
         }
         // Serialized before taking the lock: every session's signals go
         // through this one lock, so it is held only for the lookup.
@@ -324,7 +328,8 @@ impl Registry {
             json!({"type": "signal", "from": from, "kind": kind.as_str(), "payload": payload})
                 .to_string();
         let mut inner = self.lock();
-        let unknown = || ProtoError::new("unknown_peer", format!("no peer {to} in this room"));
+        let unknown =
+            || ProtoError::new(ErrorCode::UnknownPeer, format!("no peer {to} in this room"));
         let same_room = match (inner.peers.get(from), inner.peers.get(to)) {
             (Some(a), Some(b)) => a.room == b.room,
             _ => false,
@@ -398,7 +403,7 @@ fn queue_full(to: &str, over: Over) -> ProtoError {
         Over::Queue => format!("signal dropped: the queue of peer {to} is full"),
         Over::Total => "signal dropped: the server's signaling queues are full".to_owned(),
     };
-    ProtoError::new("peer_queue_full", reason)
+    ProtoError::new(ErrorCode::PeerQueueFull, reason)
 }
 
 impl Inner {

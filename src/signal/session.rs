@@ -2,6 +2,7 @@
 //! the registry, and writes through a bounded queue so a client that stops
 //! reading is dropped instead of buffered for.
 
+use super::error_code::ErrorCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -214,7 +215,7 @@ impl Session {
     }
 
     fn error(&self, e: &ProtoError, re: &Option<Value>) {
-        self.ctx.count_error(e.code);
+        self.ctx.count_error(e.code.as_str());
         self.send(&protocol::error(e, re));
     }
 
@@ -224,7 +225,7 @@ impl Session {
         }
         self.error(
             &ProtoError::new(
-                "binary_unsupported",
+                ErrorCode::BinaryUnsupported,
                 "binary frames are not part of the protocol",
             ),
             &None,
@@ -246,7 +247,7 @@ impl Session {
         }
         let re = text.and_then(protocol::request_id);
         self.error(
-            &ProtoError::new("rate_limited", "too many messages; slow down"),
+            &ProtoError::new(ErrorCode::RateLimited, "too many messages; slow down"),
             &re,
         );
         Some(Flow::Continue)
@@ -272,7 +273,7 @@ impl Session {
     }
 
     fn dispatch(&mut self, Envelope { id, msg }: Envelope) {
-        let not_joined = || ProtoError::new("not_joined", "join a room first");
+        let not_joined = || ProtoError::new(ErrorCode::NotJoined, "join a room first");
         match msg {
             ClientMessage::Join {
                 room,
@@ -337,28 +338,34 @@ impl Session {
     ) -> Result<Joined, ProtoError> {
         if self.peer.is_some() {
             return Err(ProtoError::new(
-                "already_joined",
+                ErrorCode::AlreadyJoined,
                 "already in a room; leave first",
             ));
         }
         if self.ctx.draining.load(Ordering::Relaxed) {
-            return Err(ProtoError::new("draining", "the server is shutting down"));
+            return Err(ProtoError::new(
+                ErrorCode::Draining,
+                "the server is shutting down",
+            ));
         }
         if !protocol::valid_room(&room) {
             return Err(ProtoError::new(
-                "room_invalid",
+                ErrorCode::RoomInvalid,
                 "room names are 1-64 characters of A-Z a-z 0-9 _ - .",
             ));
         }
         let mut name = protocol::clean_name(name.as_deref().unwrap_or("")).ok_or_else(|| {
             ProtoError::new(
-                "name_invalid",
+                ErrorCode::NameInvalid,
                 "names are at most 64 characters, without control characters",
             )
         })?;
         if !self.limits.jwt_secret.is_empty() {
             let token = token.ok_or_else(|| {
-                ProtoError::new("token_required", "this server needs a room token to join")
+                ProtoError::new(
+                    ErrorCode::TokenRequired,
+                    "this server needs a room token to join",
+                )
             })?;
             let claims = super::jwt::verify(
                 &self.limits.jwt_secret,

@@ -19,7 +19,8 @@ const FINAL_BYE = new Set(['replaced']);
 // Errors on join that a retry cannot fix.
 const FINAL_JOIN_ERRORS = new Set([
   'room_full', 'room_invalid', 'name_invalid', 'token_required', 'token_invalid',
-  'token_expired', 'token_room_mismatch', 'draining',
+  'token_expired', 'token_not_yet_valid', 'token_lifetime_too_long', 'token_room_mismatch',
+  'draining',
 ]);
 
 export function defaultUrl() {
