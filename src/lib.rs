@@ -1,4 +1,30 @@
 //! natbridge: a STUN/TURN server and WebRTC signaling daemon in one binary.
+//!
+//! A map for a newcomer, in the order a packet or a message meets the code:
+//!
+//! - [`turn`]: the STUN/TURN half as a sans-IO state machine. `TurnCore`
+//!   takes bytes, a source and the time ([`turn::Now`]) and gives back
+//!   answers and socket commands; it reads no clock and opens no socket.
+//!   [`turn::wire`] frames STUN, [`turn::request`] decodes requests into typed
+//!   values, the handlers (`allocate`, `requests`, `relay`) act on them,
+//!   [`turn::policy`] says which peers may be reached, [`turn::error`] names
+//!   every error answer.
+//! - [`net`]: the I/O drivers that feed the core: UDP workers (one per core,
+//!   SO_REUSEPORT, batched receives), TCP/TLS stream framing.
+//! - [`signal`]: WebSocket signaling: the protocol ([`signal::protocol`],
+//!   [`signal::error_code`]), the room registry ([`signal::rooms`]), one task
+//!   per connection ([`signal::session`]), limits and byte-bounded queues.
+//! - [`http`]: the HTTP listener: our own accept loop with deadlines and
+//!   caps, the demo pages, `/ws`, the REST API,
+//!   `/metrics`.
+//! - [`creds`]: TURN REST API credentials shared by both halves.
+//! - [`config`]: `config.toml` (compiled in as the defaults), validation with
+//!   the key and line of every error.
+//! - [`daemon`]: start-up, reload (SIGHUP), drain (SIGTERM), systemd notify;
+//!   [`exposure`] says what an anonymous client can do with a configuration.
+//! - [`metrics`]: the Prometheus text; [`mod@bench`]: the built-in load tools.
+//! - Small shared pieces: [`budget`] (byte accounting for queues),
+//!   [`untrusted`] (client text made safe for logs), [`tls`], [`notify`].
 
 pub mod bench;
 pub mod budget;
