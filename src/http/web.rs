@@ -13,9 +13,13 @@ struct Assets;
 
 /// Pages may talk to this server (HTTP and WebSocket) and nothing else: the
 /// demo works offline and a compromised page cannot phone home.
+/// `'wasm-unsafe-eval'` lets the demo compile the background effect's
+/// WebAssembly (web/vendor/, served from here); it allows no JavaScript
+/// eval, and scripts still come only from this origin.
 const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; \
-                   media-src 'self' blob: mediastream:; style-src 'self'; script-src 'self'; \
-                   object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+                   media-src 'self' blob: mediastream:; style-src 'self'; \
+                   script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; base-uri 'none'; \
+                   frame-ancestors 'none'";
 
 pub fn asset(path: &str) -> Response {
     let Some(file) = Assets::get(path) else {
