@@ -2,10 +2,18 @@
 // the microphone and camera tracks for the whole call, so its id, which the
 // other peers see, stays the same when a device is switched.
 //
+// The camera's video may go through a background effect (background.js):
+// `camera` then carries the effect's output instead of the device's track,
+// so the self view, the recorder and every peer, also one joining later,
+// get the processed video; the device track stays in `deviceVideo`.
+//
 // Events: track ({role: 'audio'|'video'|'screen', track, stream}) whenever
 // the track to send changes (null means nothing to send), state ({audio,
-// video, screen}) whenever what we send changes.
+// video, screen}) whenever what we send changes, effect ({state:
+// 'off'|'loading'|'on'|'failed', message}) whenever the background effect
+// starts, stops or fails.
 import { Emitter } from './emitter.js';
+import { BackgroundEffect } from './background.js';
 
 const VIDEO = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30, max: 30 } };
 const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
@@ -48,12 +56,19 @@ export class LocalMedia extends Emitter {
     this.audioId = '';
     this.videoId = '';
     this.micOn = true;
+    // The camera track as the device gives it.
+    this.deviceVideo = null;
+    // {kind: 'none'} or what BackgroundEffect.setBackground takes.
+    this.background = { kind: 'none' };
+    this.effect = null;
+    this.effectState = { state: 'off', message: '' };
   }
 
   get audioTrack() {
     return this.camera.getAudioTracks()[0] ?? null;
   }
 
+  // The video we show and send: the camera's, or the effect's made from it.
   get videoTrack() {
     return this.camera.getVideoTracks()[0] ?? null;
   }
@@ -96,7 +111,11 @@ export class LocalMedia extends Emitter {
   }
 
   #setTrack(kind, track) {
-    const old = kind === 'audio' ? this.audioTrack : this.videoTrack;
+    if (kind === 'video') {
+      this.#setDeviceVideo(track);
+      return;
+    }
+    const old = this.audioTrack;
     if (old === track) return;
     if (old) {
       old.stop();
@@ -104,12 +123,100 @@ export class LocalMedia extends Emitter {
     }
     if (track) {
       this.camera.addTrack(track);
-      if (kind === 'audio') track.enabled = this.micOn;
+      track.enabled = this.micOn;
       // Settings reports the real device, needed when the default was used.
       const id = track.getSettings().deviceId;
-      if (id) this[kind === 'audio' ? 'audioId' : 'videoId'] = id;
+      if (id) this.audioId = id;
     }
     this.emit('track', { role: kind, track, stream: this.camera });
+    this.emit('state', this.state);
+  }
+
+  #setDeviceVideo(track) {
+    const old = this.deviceVideo;
+    if (old === track) return;
+    this.deviceVideo = track;
+    if (track) {
+      const id = track.getSettings().deviceId;
+      if (id) this.videoId = id;
+    }
+    // The effect moves to the new track before the old one stops.
+    this.#syncEffect();
+    old?.stop();
+  }
+
+  // Sets the background: {kind: 'none'}, {kind: 'blur', level: 'light' |
+  // 'strong'} or {kind: 'image', id, image}. Kept while the camera is off
+  // and applied when it comes on. If the model cannot load, the effect state
+  // says why and the camera goes out unprocessed.
+  setBackground(background) {
+    this.background = background;
+    this.#syncEffect();
+  }
+
+  // Starts, updates or stops the effect to match the background and the
+  // camera, then puts the right track in `camera`.
+  #syncEffect() {
+    const wanted = this.background.kind !== 'none' && !!this.deviceVideo;
+    if (!wanted) {
+      const effect = this.effect;
+      this.effect = null;
+      // The camera track goes back to the peers before the effect's track
+      // ends, so they never see an ended track.
+      this.#publishVideo();
+      if (effect) {
+        effect.stop();
+        this.#setEffectState('off');
+      }
+      return;
+    }
+    if (this.effect) {
+      this.effect.setBackground(this.background);
+      this.effect.setInput(this.deviceVideo);
+      this.#publishVideo();
+      return;
+    }
+    const effect = new BackgroundEffect();
+    this.effect = effect;
+    effect.onError = (err) => this.#effectFailed(effect, err);
+    this.#setEffectState('loading');
+    // Until its first frame the camera goes out as it is.
+    this.#publishVideo();
+    effect.start(this.deviceVideo, this.background).then(
+      () => {
+        if (this.effect !== effect) return;
+        this.#publishVideo();
+        this.#setEffectState('on');
+      },
+      (err) => this.#effectFailed(effect, err),
+    );
+  }
+
+  #effectFailed(effect, err) {
+    effect.stop();
+    if (this.effect !== effect) return;
+    this.effect = null;
+    this.background = { kind: 'none' };
+    this.#publishVideo();
+    this.#setEffectState('failed', `Backgrounds are unavailable: ${err?.message || err}. The camera goes out as it is.`);
+  }
+
+  #setEffectState(state, message = '') {
+    this.effectState = { state, message };
+    this.emit('effect', this.effectState);
+  }
+
+  // Puts the track to send in `camera`: the effect's once it has a frame,
+  // else the device's. Peers swap it with replaceTrack (peer.js).
+  #publishVideo() {
+    const want = this.effect?.ready ? this.effect.track : this.deviceVideo;
+    const current = this.videoTrack;
+    if (current === want) return;
+    // Not stopped here: the device track is stopped when the device goes,
+    // the effect's track when the effect does.
+    if (current) this.camera.removeTrack(current);
+    if (want) this.camera.addTrack(want);
+    this.emit('track', { role: 'video', track: want, stream: this.camera });
     this.emit('state', this.state);
   }
 
@@ -127,7 +234,7 @@ export class LocalMedia extends Emitter {
     if (kind === 'audio') this.audioId = deviceId;
     else this.videoId = deviceId;
     // Switching the camera while it is off only chooses the next one.
-    if (kind === 'video' && !this.videoTrack) return;
+    if (kind === 'video' && !this.deviceVideo) return;
     try {
       await this.#acquire({ audio: kind === 'audio', video: kind === 'video' });
     } catch (err) {
@@ -145,13 +252,13 @@ export class LocalMedia extends Emitter {
   // Turning the camera off stops it (its light goes off) rather than sending
   // black frames; turning it on opens it again.
   async setCamera(on) {
-    if (on && !this.videoTrack) {
+    if (on && !this.deviceVideo) {
       try {
         await this.#acquire({ audio: false, video: true });
       } catch (err) {
         throw new MediaError(describeMediaError(err, 'camera'), err);
       }
-    } else if (!on && this.videoTrack) {
+    } else if (!on && this.deviceVideo) {
       this.#setTrack('video', null);
     }
   }
@@ -194,6 +301,7 @@ export class LocalMedia extends Emitter {
 
   stop() {
     this.stopScreen();
+    this.#setDeviceVideo(null);
     for (const t of this.camera.getTracks()) {
       t.stop();
       this.camera.removeTrack(t);
