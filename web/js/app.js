@@ -9,6 +9,7 @@ import { CallView } from './callview.js';
 import { CallRecorder } from './recorder.js';
 import { Lobby, roomLink } from './lobby.js';
 import { bindDevicePickers } from './devices.js';
+import { BackgroundPicker } from './backgroundpicker.js';
 import { summarize } from './stats.js';
 
 hydrateIcons();
@@ -22,6 +23,9 @@ let sideTab = null;
 
 const lobby = new Lobby({ media, onJoin: join });
 bindDevicePickers(media);
+const backgrounds = new BackgroundPicker(media);
+backgrounds.mount($('#bg-lobby'), 'bg-lobby');
+backgrounds.mount($('#bg-settings'), 'bg-settings');
 
 async function join(opts) {
   setRelaySwitches(opts.relayOnly);

@@ -69,6 +69,7 @@ export class CallView {
     this.grid.clear();
     this.remoteStreams.clear();
     for (const id of [...this.stats.cards.keys()]) this.stats.remove(id);
+    this.stats.local(null);
   }
 
   #renderSelf() {
@@ -165,7 +166,23 @@ export class CallView {
     $('#people-count').textContent = String(this.call.peers.size + 1);
   }
 
+  // The background effect's cost, for the "This device" card: the average
+  // time per frame (model and drawing) and the frames it keeps up with.
+  #effectRows() {
+    const { background, effect, effectState } = this.media;
+    if (background.kind === 'none' && effectState.state !== 'failed') return null;
+    const what = background.kind === 'blur' ? `${background.level} blur` : background.kind === 'image' ? 'picture' : 'none';
+    const rows = [['Background', `${what} (${effectState.state})`]];
+    if (effect?.ready) {
+      const s = effect.stats;
+      rows.push(['Effect time', `${s.frameMs.toFixed(1)} ms per frame`]);
+      rows.push(['Effect rate', `${s.fps} fps${s.cameraFps ? ` of the camera's ${Math.round(s.cameraFps)}` : ''}`]);
+    }
+    return rows;
+  }
+
   async #pollStats() {
+    this.stats.local(this.#effectRows());
     for (const [peerId, peer] of this.call.peers) {
       try {
         const s = await peer.stats();

@@ -50,6 +50,22 @@ export class StatsPanel {
     this.empty.hidden = this.cards.size > 0;
   }
 
+  // The card about this device: rows [[label, value], ...], or null to
+  // remove it. It comes first, before the peers' cards.
+  local(rows) {
+    if (!rows) {
+      this.localCard?.node.remove();
+      this.localCard = null;
+      return;
+    }
+    if (!this.localCard) {
+      const dl = el('dl', { class: 'stats-list' });
+      this.localCard = { node: el('article', { class: 'stats-card', 'data-peer': 'self' }, el('h3', { class: 'stats-title' }, 'This device'), dl), dl };
+      this.root.prepend(this.localCard.node);
+    }
+    this.localCard.dl.replaceChildren(...rows.flatMap(([label, value]) => [el('dt', {}, label), el('dd', {}, value)]));
+  }
+
   remove(peerId) {
     this.cards.get(peerId)?.node.remove();
     this.cards.delete(peerId);
