@@ -206,9 +206,11 @@ export function launchBrowser({ extraArgs = [], env } = {}) {
   });
 }
 
-// A page with its console kept, to print when a test fails.
-export async function openPage(browser, url, label) {
+// A page with its console kept, to print when a test fails. setup: awaited
+// with the new context before the page loads (routes, init scripts).
+export async function openPage(browser, url, label, { setup } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  if (setup) await setup(context);
   const page = await context.newPage();
   page.consoleLog = [];
   page.label = label;
@@ -220,8 +222,9 @@ export async function openPage(browser, url, label) {
 
 // Opens the call demo and joins `room`; resolves once in the call.
 // query: appended to the page's address, e.g. '?turn=tls'.
-export async function joinCall(browser, daemon, { room, name, relayOnly = false, query = '' }) {
-  const page = await openPage(browser, `${daemon.url}/r/${room}${query}`, name);
+// setup: as for openPage.
+export async function joinCall(browser, daemon, { room, name, relayOnly = false, query = '', setup }) {
+  const page = await openPage(browser, `${daemon.url}/r/${room}${query}`, name, { setup });
   await page.fill('#name', name);
   if (relayOnly) await page.check('#relay-only', { force: true });
   await page.click('#join-btn');
