@@ -129,14 +129,16 @@ function remoteFrame(page, peerId, w = 160, h = 90) {
   );
 }
 
-// Sharp edges: pixels whose brightness jumps by more than `step` to the
-// next pixel right or below. The fake camera's pac-man, corner squares and
-// timestamp have hundreds; a blur spreads each jump over many pixels, each
-// too small to count.
+// Sharp edges in the top fifth of the frame: pixels whose brightness jumps
+// by more than `step` to the next pixel right or below. There the fake
+// camera has its timestamp and two corner squares, hundreds of such pixels;
+// a blur spreads each jump over many pixels, each too small to count. (The
+// pac-man in the middle is left out: the model may take part of it for a
+// person and keep it sharp, as it should.)
 function sharpEdges(rgba, w, h, step = 24) {
   const luma = (i) => 0.299 * rgba[i] + 0.587 * rgba[i + 1] + 0.114 * rgba[i + 2];
   let n = 0;
-  for (let y = 0; y < h - 1; y += 1) {
+  for (let y = 0; y < Math.floor(h / 5); y += 1) {
     for (let x = 0; x < w - 1; x += 1) {
       const i = (y * w + x) * 4;
       if (Math.abs(luma(i) - luma(i + 4)) > step || Math.abs(luma(i) - luma(i + w * 4)) > step) n += 1;
@@ -199,7 +201,7 @@ test('blur reaches the other peer: frames keep coming, visibly blurred', { timeo
     await framesKeepComing(b, idA, 8);
     const blurred = sharpEdges(await remoteFrame(b, idA, 320, 180), 320, 180);
     console.log(`sharp edge pixels at Bob: camera ${sharp}, strong blur ${blurred}`);
-    assert.ok(sharp > 200, `the camera frame has few sharp edges to begin with: ${sharp}`);
+    assert.ok(sharp > 100, `the camera frame has few sharp edges to begin with: ${sharp}`);
     assert.ok(blurred < sharp * 0.25, `blur did not soften the frame: ${sharp} -> ${blurred}`);
 
     // The stats panel shows the effect's time per frame.
