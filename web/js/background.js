@@ -64,9 +64,13 @@ export class BackgroundEffect {
   // out (or the effect was stopped meanwhile), rejects if the model fails.
   async start(track, background) {
     this.setBackground(background);
+    // A device change while the model loads only replaces this.
+    this.input = track;
     this.segmenter = await loadSegmenter();
     if (this.stopped) return;
-    this.setInput(track);
+    const input = this.input;
+    this.input = null;
+    this.setInput(input);
     await this.firstFrame;
   }
 
@@ -79,7 +83,12 @@ export class BackgroundEffect {
   // Switches to another camera track (a device change) without a new output
   // track: the peers notice nothing.
   setInput(track) {
-    if (track === this.input || this.stopped) return;
+    if (this.stopped) return;
+    if (!this.segmenter) {
+      this.input = track;
+      return;
+    }
+    if (track === this.input) return;
     this.input = track;
     this.gen += 1;
     this.reader?.cancel().catch(() => {});

@@ -21,7 +21,7 @@ const OPTIONS = [
 const STATUS = {
   off: 'Runs on this device: the model ships with this server and nothing is uploaded.',
   loading: 'Loading the background model…',
-  on: 'Background on. The stats panel shows its time per frame.',
+  on: 'Background on, made on this device.',
 };
 
 // The radio value of a background ({kind, level|id}).
