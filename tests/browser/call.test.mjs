@@ -116,7 +116,17 @@ test('a screen share reaches the other peer, and stopping it restores the camera
   await withDiagnostics(daemon, pages, async () => {
     const { a, b, idA } = await pair('screen-room', pages);
     const inboundVideos = async () => (await snapshot(b)).find((p) => p.id === idA).stats.videoIn.length;
-    const camerasBefore = await inboundVideos();
+    // Stats lag the media: wait until they show what the test compares.
+    const inboundVideosReach = async (want) => {
+      let n = await inboundVideos();
+      for (let i = 0; i < 100 && n !== want; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        n = await inboundVideos();
+      }
+      return n;
+    };
+    const camerasBefore = await inboundVideosReach(1);
+    assert.equal(camerasBefore, 1, "Alice's camera shows in Bob's stats before the share");
 
     await a.click('#btn-screen');
     await waitFor(a, () => document.querySelector('#btn-screen').getAttribute('aria-pressed') === 'true');
@@ -125,7 +135,7 @@ test('a screen share reaches the other peer, and stopping it restores the camera
       const v = document.querySelector(`.tile[data-key="${id}:screen"] video`);
       return v && v.videoWidth > 0 && v.srcObject.getVideoTracks().length === 1;
     }, idA);
-    assert.equal(await inboundVideos(), camerasBefore + 1);
+    assert.equal(await inboundVideosReach(camerasBefore + 1), camerasBefore + 1);
     // The share is announced too (badge on Alice's camera tile).
     await waitFor(b, (id) => !document.querySelector(`.tile[data-key="${id}"] .badge-share`).hidden, idA);
 
