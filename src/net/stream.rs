@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::framing::{MAX_FRAME, frame_len};
 use super::udp::{State, process_commands};
+use super::{WarnEvery, out_of_descriptors};
 use crate::budget::{ITEM_OVERHEAD, Pool, QueueBytes, QueueKind};
 use crate::signal::limits::{ConnectionCounter, Refused};
 use crate::turn::{ClientAddr, Now, Transport};
@@ -81,16 +82,28 @@ pub(super) async fn accept_loop(
     } else {
         Transport::Tcp
     };
+    let mut failing = false;
     loop {
         let (tcp, addr) = match listener.accept().await {
             Ok(c) => c,
+            Err(e) if is_connection_error(&e) => {
+                // That one client gave up before we took it; the next is fine.
+                tracing::debug!(error = %e, "TCP accept: connection gone");
+                continue;
+            }
             Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(error = %e, "TCP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of file descriptors and the like: the connection stays
+                // in the backlog and every retry fails alike until something
+                // closes, so back off, say so once in a while, keep serving.
+                failing = true;
+                accept_failed(&e);
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
+        if std::mem::take(&mut failing) {
+            tracing::info!(transport = transport.as_str(), "TCP accept works again");
+        }
         let slot = match settings.counter.acquire(
             addr.ip(),
             settings.max_connections,
@@ -131,6 +144,38 @@ pub(super) async fn accept_loop(
             }
             drop(slot);
         });
+    }
+}
+
+/// How long an accept loop waits after a failure other than a vanished client.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Failed accepts are logged at most this often (all listeners together).
+static ACCEPT_WARNINGS: WarnEvery = WarnEvery::new(Duration::from_secs(10));
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+    )
+}
+
+fn accept_failed(e: &io::Error) {
+    let Some(held_back) = ACCEPT_WARNINGS.admit() else {
+        return;
+    };
+    if out_of_descriptors(e) {
+        tracing::warn!(
+            error = %e,
+            held_back,
+            "TCP accept failed: out of file descriptors; new TURN TCP/TLS clients wait in \
+             the listen backlog until some close (raise the open-files limit: LimitNOFILE \
+             in the service unit, ulimit -n)"
+        );
+    } else {
+        tracing::warn!(error = %e, held_back, "TCP accept failed");
     }
 }
 

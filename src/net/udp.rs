@@ -32,6 +32,11 @@ use super::stream::{self, StreamHandle, StreamSettings};
 /// Batches (of up to `batch::BATCH` datagrams) handled per socket wake-up
 /// before yielding to the other sockets.
 const BURST: usize = 4;
+
+/// Relay sockets that could not be opened for want of descriptors are
+/// reported at most this often (all workers together).
+static RELAY_FD_WARNINGS: super::WarnEvery = super::WarnEvery::new(Duration::from_secs(10));
+
 const STATS_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Messages from the daemon to a worker.
@@ -419,6 +424,21 @@ pub(super) fn process_commands(state: &State) {
                             .relays
                             .insert(relay, RelaySocket { sender, task });
                         true
+                    }
+                    Err(e) if super::out_of_descriptors(&e) => {
+                        // The core retries other ports and then answers 508;
+                        // only this line tells the operator why.
+                        if let Some(held_back) = RELAY_FD_WARNINGS.admit() {
+                            tracing::warn!(
+                                %addr,
+                                error = %e,
+                                held_back,
+                                "cannot open a relay socket: out of file descriptors; \
+                                 Allocate requests get 508 until some close (raise the \
+                                 open-files limit: LimitNOFILE in the service unit, ulimit -n)"
+                            );
+                        }
+                        false
                     }
                     Err(e) => {
                         tracing::debug!(%addr, error = %e, "relay port unavailable, trying another");
