@@ -291,30 +291,9 @@ pub fn sample(pid: Option<u32>) -> Option<ProcSample> {
     }
 }
 
-/// Raises this process's open-files soft limit to the hard limit: every
-/// client holds a socket. Returns the soft limit in force afterwards.
-pub fn raise_nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write/read the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                return want.rlim_cur;
-            }
-        }
-    }
-    lim.rlim_cur
-}
+/// Every client holds a socket: the load tools raise their open-files limit
+/// the way the daemon does.
+pub use crate::net::raise_nofile_limit;
 
 #[cfg(test)]
 mod tests {

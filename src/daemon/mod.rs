@@ -115,6 +115,17 @@ fn load_certs(cfg: &Config) -> Result<Option<Arc<CertStore>>> {
     CertStore::load(cfg.tls.cert.as_ref(), cfg.tls.key.as_ref()).map(Some)
 }
 
+/// Descriptors the configured limits can use at once: two per relay socket
+/// (the receiving socket and the worker's sending clone), one per TCP/TLS
+/// client and per WebSocket, and some for listeners and the runtime.
+fn descriptors_needed(cfg: &Config, ipv6_relays: bool) -> u64 {
+    let families = if ipv6_relays { 2 } else { 1 };
+    2 * families * u64::from(cfg.turn.max_allocations)
+        + u64::from(cfg.turn.max_stream_connections)
+        + u64::from(cfg.signaling.max_connections)
+        + 64
+}
+
 /// A separate address for /metrics, when configured.
 fn metrics_addr(cfg: &Config) -> Option<std::net::SocketAddr> {
     cfg.metrics.listen.parse().ok()
@@ -175,6 +186,17 @@ impl Daemon {
     /// Binds every listener and starts the workers.
     pub fn start(cfg: &Config) -> Result<Daemon> {
         let relay = resolve_relay_addrs(cfg);
+        let open_files = crate::net::raise_nofile_limit();
+        let needed = descriptors_needed(cfg, relay.v6.is_some());
+        if open_files < needed {
+            tracing::warn!(
+                open_files,
+                needed,
+                "the open-files limit is below what max_allocations, max_stream_connections \
+                 and signaling.max_connections can use: past it, Allocate gets 508 and new \
+                 connections wait; raise LimitNOFILE in the service unit (or ulimit -n)"
+            );
+        }
         let (secrets, random) = secrets_of(cfg)?;
         if random {
             tracing::warn!(
@@ -269,6 +291,7 @@ impl Daemon {
             workers = n,
             relay_ports = %format!("{}-{}", cfg.turn.relay_port_min, cfg.turn.relay_port_max),
             realm = %cfg.turn.realm,
+            open_files,
             "natbridge ready"
         );
         Ok(Daemon {

@@ -19,6 +19,33 @@ pub fn out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
+/// Raises this process's open-files soft limit to the hard limit: every relay
+/// socket, TCP/TLS client and WebSocket holds a descriptor, and the usual
+/// soft limit of 1,024 is far below what the default limits can use.
+/// Returns the soft limit in force afterwards (0 if it cannot be read).
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                return want.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 /// Lets a warning through at most once per interval, for every thread that
 /// shares it, and counts what it held back. A daemon out of descriptors
 /// fails every accept retry and every relay bind the same way: the first
