@@ -213,6 +213,9 @@ pub struct Config {
     pub stream_idle_timeout: Option<u64>,
     pub stream_send_queue: Option<u64>,
     pub stream_send_queue_bytes: Option<u64>,
+    /// Not a config key: the daemon's open-files limit (soft and hard
+    /// RLIMIT_NOFILE), set in the child before it runs; `None` = inherited.
+    pub nofile: Option<u64>,
 }
 
 impl Default for Config {
@@ -249,6 +252,7 @@ impl Default for Config {
             stream_idle_timeout: None,
             stream_send_queue: None,
             stream_send_queue_bytes: None,
+            nofile: None,
         }
     }
 }
@@ -386,15 +390,17 @@ impl Daemon {
             let config_path = dir.file("natbridge.toml", &cfg.to_toml());
             let log_path = dir.path.join("daemon.log");
             let log = File::create(&log_path).expect("create daemon log file");
-            let child = Command::new(daemon_bin())
-                .arg("serve")
+            let mut cmd = Command::new(daemon_bin());
+            cmd.arg("serve")
                 .arg("--config")
                 .arg(&config_path)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log file handle"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+                .stderr(log);
+            if let Some(n) = cfg.nofile {
+                limit_open_files(&mut cmd, n);
+            }
+            let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
             let addr = cfg.listen[0];
             let http = cfg.http.expect("http address chosen above");
             let mut daemon = Daemon {
@@ -490,6 +496,27 @@ impl Daemon {
         StunClient::new(self.addr)
             .await
             .with_creds(Creds::valid(user))
+    }
+}
+
+/// Makes `cmd` run with at most `n` open files (soft and hard limit), as
+/// under `ulimit -n`, so a test can exhaust the daemon's descriptors.
+fn limit_open_files(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt as _;
+    let lim = libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: n as libc::rlim_t,
+    };
+    // SAFETY: setrlimit is async-signal-safe and only reads `lim`, a copy
+    // owned by the closure; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }
 
