@@ -54,6 +54,8 @@ async fn descriptors_exhausted_logs_clearly_and_recovers_without_restart() {
         nofile: Some(NOFILE),
         max_stream_connections: Some(10_000),
         max_stream_connections_per_ip: Some(10_000),
+        // The flood must hold its descriptors for the whole test.
+        stream_idle_timeout: Some(300),
         log_level: "info".to_string(),
         ..Config::allow_loopback()
     });
@@ -78,17 +80,18 @@ async fn descriptors_exhausted_logs_clearly_and_recovers_without_restart() {
     for _ in 0..FLOOD {
         flood.push(tcp_connect(daemon.addr).await);
     }
-    // And the HTTP listener, which has its own accept loop.
-    let mut http_flood: Vec<TcpStream> = Vec::with_capacity(8);
-    for _ in 0..8 {
-        http_flood.push(tcp_connect(daemon.http).await);
-    }
     let at_limit = eventually(SETTLE, || open_fds(pid) as u64 >= NOFILE - 2).await;
     assert!(
         at_limit,
         "the daemon never reached its descriptor limit ({} of {NOFILE} open) with {FLOOD} connections",
         open_fds(pid)
     );
+    // Only now the HTTP listener, which has its own accept loop: with no
+    // descriptor left, it cannot take these either.
+    let mut http_flood: Vec<TcpStream> = Vec::with_capacity(8);
+    for _ in 0..8 {
+        http_flood.push(tcp_connect(daemon.http).await);
+    }
 
     // Clear errors: each accept loop says why it cannot take connections.
     let turn_logged = eventually(SETTLE, || {
