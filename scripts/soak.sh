@@ -164,9 +164,12 @@ relay_ip = "127.0.0.1"
 relay_port_min = $RELAY_MIN
 relay_port_max = $RELAY_MAX
 workers = 2
-max_allocations = 10000
+# Limits sized to the load (and to an open-files limit of 20,000, so that
+# the daemon's start-up check has nothing to warn about).
+max_allocations = 2000
 user_quota = 100
-max_stream_connections_per_ip = 10000
+max_stream_connections = 1000
+max_stream_connections_per_ip = 1000
 # Every client is 127.0.0.1: no per-source cap on 401 answers.
 unauth_replies_per_ip = 0
 
@@ -185,8 +188,8 @@ format = "text"
 listen = "127.0.0.1:$HTTP_PORT"
 
 [signaling]
-max_connections = 20000
-max_connections_per_ip = 20000
+max_connections = 5000
+max_connections_per_ip = 5000
 
 [metrics]
 listen = "127.0.0.1:$METRICS_PORT"
@@ -477,5 +480,9 @@ cat "$OUT/summary.txt"
 if grep -qE '^[^ ]+ +ERROR |panicked' "$LOG"; then
     echo "first ERROR/panic lines:"
     grep -E '^[^ ]+ +ERROR |panicked' "$LOG" | head -5
+fi
+if grep -qE '^[^ ]+ +WARN ' "$LOG"; then
+    echo "WARN lines by message (count, message without its fields):"
+    grep -E '^[^ ]+ +WARN ' "$LOG" | sed -E 's/^[^ ]+ +WARN //; s/ [a-z_]+=.*$//' | sort | uniq -c | sort -rn | head -10
 fi
 [ "$FAILS" = 0 ]
