@@ -186,6 +186,9 @@ format = "text"
 
 [http]
 listen = "127.0.0.1:$HTTP_PORT"
+# All the signaling peers come from 127.0.0.1.
+max_connections = 5000
+max_connections_per_ip = 5000
 
 [signaling]
 max_connections = 5000

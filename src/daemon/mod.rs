@@ -117,12 +117,13 @@ fn load_certs(cfg: &Config) -> Result<Option<Arc<CertStore>>> {
 
 /// Descriptors the configured limits can use at once: two per relay socket
 /// (the receiving socket and the worker's sending clone), one per TCP/TLS
-/// client and per WebSocket, and some for listeners and the runtime.
+/// client and per HTTP connection (WebSockets included), and some for
+/// listeners and the runtime.
 fn descriptors_needed(cfg: &Config, ipv6_relays: bool) -> u64 {
     let families = if ipv6_relays { 2 } else { 1 };
     2 * families * u64::from(cfg.turn.max_allocations)
         + u64::from(cfg.turn.max_stream_connections)
-        + u64::from(cfg.signaling.max_connections)
+        + u64::from(cfg.http.max_connections)
         + 64
 }
 
@@ -192,9 +193,10 @@ impl Daemon {
             tracing::warn!(
                 open_files,
                 needed,
-                "the open-files limit is below what max_allocations, max_stream_connections \
-                 and signaling.max_connections can use: past it, Allocate gets 508 and new \
-                 connections wait; raise LimitNOFILE in the service unit (or ulimit -n)"
+                "the open-files limit is below what turn.max_allocations, \
+                 turn.max_stream_connections and http.max_connections can use: past it, \
+                 Allocate gets 508 and new connections wait; raise LimitNOFILE in the \
+                 service unit (or ulimit -n)"
             );
         }
         let (secrets, random) = secrets_of(cfg)?;
