@@ -105,34 +105,38 @@ die() { printf 'soak.sh: %s\n' "$*" >&2; exit 2; }
 DAEMON_PID=
 LOOP_PIDS=()
 
-stop_pid() { # pid: TERM, then KILL after 5 s
-    local pid=$1
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill "$pid" 2>/dev/null || true
+stop_pids() { # pid...: TERM to all, then KILL to those left after 5 s
+    local pid left
+    for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
     for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        left=0
+        for pid in "$@"; do
+            if kill -0 "$pid" 2>/dev/null; then left=1; fi
+        done
+        [ "$left" = 1 ] || return 0
         sleep 0.1
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    for pid in "$@"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
 stop_loops() {
-    local p f
-    for p in "${LOOP_PIDS[@]}"; do stop_pid "$p"; done
-    # The bench run each loop had in flight (its `timeout` wrapper, which
-    # passes the TERM on to the bench process).
+    local f pids=()
+    # The loops first, so that none starts another run, then the run each
+    # had in flight (its `timeout` wrapper, which passes the TERM on to the
+    # bench process).
+    [ "${#LOOP_PIDS[@]}" = 0 ] || stop_pids "${LOOP_PIDS[@]}"
+    LOOP_PIDS=()
     for f in "$OUT"/runs/*.pid; do
         [ -e "$f" ] || continue
-        p=$(cat "$f" 2>/dev/null || true)
-        [ -n "$p" ] && stop_pid "$p"
+        pids+=("$(cat "$f" 2>/dev/null || true)")
         rm -f "$f"
     done
-    LOOP_PIDS=()
+    [ "${#pids[@]}" = 0 ] || stop_pids "${pids[@]}"
 }
 
 cleanup() {
     stop_loops
-    if [ -n "$DAEMON_PID" ]; then stop_pid "$DAEMON_PID"; fi
+    if [ -n "$DAEMON_PID" ]; then stop_pids "$DAEMON_PID"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -196,6 +200,10 @@ max_connections_per_ip = 5000
 
 [metrics]
 listen = "127.0.0.1:$METRICS_PORT"
+
+[service]
+# An interrupted soak leaves allocations behind: do not drain them for long.
+drain_timeout = 3
 EOF
 
 # Where /metrics is, from the config itself, so that edits above (or a
@@ -344,7 +352,11 @@ for _ in $(seq $((RUN_S / SAMPLE_EVERY + 2))); do
     IFS=, read -r t _ rss fds _ allocs peers conns errs _ _ <<<"$LAST"
     say "t=${t}s RSS ${rss} KiB, ${fds} fds, ${allocs} allocations, ${peers} peers, ${conns} connections, ${errs} error lines, ${HUPS} SIGHUPs"
     sleep_for=$((SAMPLE_EVERY - ($(date +%s) - now)))
-    [ "$sleep_for" -le 0 ] || sleep "$sleep_for"
+    # In the background so that a Ctrl-C is handled at once, not after it.
+    if [ "$sleep_for" -gt 0 ]; then
+        sleep "$sleep_for" &
+        wait $! || true
+    fi
 done
 
 # ---------------------------------------------------------------------------
