@@ -26,7 +26,8 @@
 # Exit status 0 when every goal passes, 1 otherwise, 2 on a setup error.
 #
 # Environment (defaults in brackets):
-#   NATBRIDGE      the binary [target/release/natbridge, built if missing]
+#   NATBRIDGE      the binary [target/release/natbridge, built (or brought
+#                  up to date) with cargo build --release]
 #   OUT            output directory [a new /tmp/natbridge-soak.XXXXXX]
 #   UDP_CLIENTS, UDP_RATE   UDP relay clients and pps per client [100, 120]
 #   TCP_CLIENTS, TCP_RATE   TCP relay clients and pps per client [100, 100]
@@ -144,10 +145,13 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------------------
 # Binary, ports, configuration
 
-if [ ! -x "$NB" ]; then
-    say "building natbridge (release)"
-    cargo build --release
+if [ -z "${NATBRIDGE:-}" ]; then
+    # Always, so that a stale binary is never what gets soaked (a no-op
+    # when it is up to date).
+    say "cargo build --release"
+    cargo build --release --quiet
 fi
+[ -x "$NB" ] || die "no natbridge binary at $NB"
 NB=$(realpath "$NB")
 for tool in curl awk timeout ss; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is missing"
