@@ -233,8 +233,7 @@ impl Daemon {
             send_queue_bytes: cfg.turn.stream_send_queue_bytes,
             queues: Pool::new(u64::MAX),
         });
-        let http_listener = std::net::TcpListener::bind(cfg.http.listen)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        let http_listener = crate::net::sockets::listen_tcp(cfg.http.listen)
             .with_context(|| format!("cannot bind HTTP {}", cfg.http.listen))?;
         let board: StatsBoard = Arc::new(Mutex::new(vec![None; n]));
         let batch_delay = BatchDelay::new(cfg.turn.batch_delay_us);

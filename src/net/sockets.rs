@@ -39,3 +39,21 @@ pub fn relay_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
+
+/// Connections a TCP listener queues before the daemon accepts them (the
+/// kernel caps it at net.core.somaxconn). std's `TcpListener::bind` asks for
+/// 128: a burst of a few hundred connects, such as clients coming back after
+/// a restart, then loses SYNs and those clients wait out a 1 s retransmit.
+pub const TCP_BACKLOG: i32 = 1024;
+
+/// A listening TCP socket as `std::net::TcpListener::bind` makes one
+/// (SO_REUSEADDR, the system's dual-stack default), non-blocking, with
+/// [`TCP_BACKLOG`].
+pub fn listen_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(TCP_BACKLOG)?;
+    Ok(socket.into())
+}

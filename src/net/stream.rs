@@ -352,7 +352,7 @@ pub fn reuseport_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    socket.listen(super::sockets::TCP_BACKLOG)?;
     Ok(socket.into())
 }
 
