@@ -10,7 +10,7 @@ mod turn_stream_util;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::time::{Duration, Instant};
 
-use common::ws::WsClient;
+use common::ws::{self, WsClient};
 use common::*;
 use tokio::net::TcpStream;
 use turn_stream_util::*;
@@ -315,4 +315,62 @@ async fn relay_port_held_by_another_process_is_508_then_comes_back() {
     held.push(c);
     let mut over = daemon.client_for("over").await;
     expect_error(&over.allocate().await, 508, "the range is full");
+}
+
+/// Connects that complete within `wait` while nobody accepts them: each
+/// one needs a place in the listener's backlog.
+async fn burst_connected(addr: SocketAddr, n: usize, wait: Duration) -> (usize, Vec<TcpStream>) {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(tokio::time::timeout(wait, TcpStream::connect(addr))))
+        .collect();
+    let mut open = Vec::new();
+    for t in tasks {
+        if let Ok(Ok(Ok(s))) = t.await {
+            open.push(s);
+        }
+    }
+    (open.len(), open)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_waits_in_the_backlog_while_the_daemon_is_busy() {
+    // Between 128 (std's default backlog) and 1,024 (the daemon's).
+    const BURST: usize = 300;
+    let mut daemon = Daemon::start(Config {
+        max_stream_connections_per_ip: Some(10_000),
+        ..Config::default()
+    });
+    ws::wait_http(daemon.http).await;
+    let pid = daemon.pid() as libc::pid_t;
+    // A daemon too busy to accept for a moment: stopped, so it accepts
+    // nothing and every connect must be held by the kernel alone.
+    // SAFETY: signals to the child this test started.
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGSTOP) },
+        0,
+        "SIGSTOP the daemon"
+    );
+    let wait = Duration::from_secs(5);
+    let (http, http_open) = burst_connected(daemon.http, BURST, wait).await;
+    let (turn, turn_open) = burst_connected(daemon.addr, BURST, wait).await;
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGCONT) },
+        0,
+        "SIGCONT the daemon"
+    );
+    assert_eq!(
+        http, BURST,
+        "{http} of {BURST} connects to the HTTP listener completed while the daemon was busy: \
+         the rest lost their SYN to a full backlog"
+    );
+    assert_eq!(
+        turn, BURST,
+        "{turn} of {BURST} connects to the TURN TCP listener completed while the daemon was busy"
+    );
+    drop((http_open, turn_open));
+    // And it serves them once it runs again.
+    let mut ws = WsClient::connect(daemon.http, "after-burst").await;
+    ws.join("after-burst", "bob").await;
+    daemon.assert_alive();
 }
