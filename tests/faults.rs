@@ -144,6 +144,17 @@ async fn descriptors_exhausted_logs_clearly_and_recovers_without_restart() {
         "{lines} 'TCP accept failed' lines in {:?} of exhaustion; at most one per 10 s",
         flood_began.elapsed()
     );
+    // The same for the HTTP listener (it used to log every 50 ms).
+    let http_lines = daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains("HTTP accept failed"))
+        .count() as u64;
+    assert!(
+        (1..=allowed).contains(&http_lines),
+        "{http_lines} 'HTTP accept failed' lines in {:?} of exhaustion; at most one per 10 s",
+        flood_began.elapsed()
+    );
 
     // Free the descriptors: every connection goes, the daemon accepts what
     // is left in the backlogs, sees them closed and releases them.

@@ -135,7 +135,9 @@ pub fn redirect_router(https_port: u16) -> Router {
 
 /// Binds the listener (so start-up fails loudly on a taken port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
+    // The long backlog of listen_tcp: a burst of connects must not wait out a
+    // SYN retransmit (std's 128 made joins take over a second).
+    crate::net::sockets::listen_tcp(addr)
+        .and_then(tokio::net::TcpListener::from_std)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {addr}: {e}")))
 }

@@ -22,6 +22,8 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use super::proxy::{ClientIp, TrustedProxies};
+use crate::net::stream::is_connection_error;
+use crate::net::{WarnEvery, out_of_descriptors};
 use crate::signal::limits::{ConnectionCounter, Refused};
 
 /// hyper refuses a read buffer smaller than this.
@@ -29,6 +31,8 @@ const HYPER_MIN_BUF: usize = 8192;
 /// How long the accept loop pauses when accept fails (out of file
 /// descriptors, say), so that it does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// At most one accept-failure line per listener this often.
+const ACCEPT_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Per-connection limits, read at every accept so a reload applies to new
 /// connections.
@@ -107,15 +111,34 @@ pub async fn serve(
     ctx: ServeContext,
     what: &'static str,
 ) {
+    let warnings = WarnEvery::new(ACCEPT_WARN_INTERVAL);
+    let mut failing = false;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
+            Err(e) if is_connection_error(&e) => {
+                // That one client gave up before we took it; the next is fine.
+                continue;
+            }
             Err(e) => {
-                tracing::warn!(listener = what, error = %e, "accept failed");
+                // Out of file descriptors and the like: every retry fails
+                // alike until something closes, so back off and say so once
+                // in a while rather than 20 times a second.
+                failing = true;
+                if let Some(held_back) = warnings.admit() {
+                    if out_of_descriptors(&e) {
+                        tracing::warn!(listener = what, error = %e, held_back, "HTTP accept failed: out of file descriptors; new clients wait in the listen backlog until some close (raise the open-files limit: LimitNOFILE in the service unit, ulimit -n)");
+                    } else {
+                        tracing::warn!(listener = what, error = %e, held_back, "HTTP accept failed");
+                    }
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
+        if std::mem::take(&mut failing) {
+            tracing::info!(listener = what, "HTTP accept works again");
+        }
         let limits = ctx.limits();
         // A trusted proxy carries many clients on its connections; only the
         // total limit applies to it.

@@ -153,7 +153,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Failed accepts are logged at most this often (all listeners together).
 static ACCEPT_WARNINGS: WarnEvery = WarnEvery::new(Duration::from_secs(10));
 
-fn is_connection_error(e: &io::Error) -> bool {
+/// The client went away between its connect and our accept: nothing is
+/// wrong with the listener.
+pub fn is_connection_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionAborted
