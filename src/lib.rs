@@ -23,13 +23,15 @@
 //! - [`daemon`]: start-up, reload (SIGHUP), drain (SIGTERM), systemd notify;
 //!   [`exposure`] says what an anonymous client can do with a configuration.
 //! - [`metrics`]: the Prometheus text; [`mod@bench`]: the built-in load tools.
-//! - Small shared pieces: [`budget`] (byte accounting for queues),
+//! - Small shared pieces: [`connections`] (connection slots per client
+//!   address), [`budget`] (byte accounting for queues),
 //!   [`untrusted`] (client text made safe for logs), [`tls`], [`notify`].
 
 pub mod bench;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod creds;
 pub mod daemon;
 pub mod exposure;

@@ -9,15 +9,17 @@ use anyhow::{Context, Result, anyhow};
 use crate::budget::Pool;
 use crate::config::Config;
 use crate::config::ProxyHeader;
+use crate::connections::ConnectionCounter;
 use crate::creds::Secrets;
 use crate::http::origin::OwnOrigin;
 use crate::http::proxy::{ForwardHeader, TrustedProxies};
 use crate::http::{AppState, ConnLimits, HttpSettings, ServeContext};
 use crate::net::coalesce::BatchDelay;
+use crate::net::stats_board::StatsBoard;
 use crate::net::stream::{StreamSettings, reuseport_tcp};
-use crate::net::udp::{self, Control, StatsBoard, Worker, WorkerSetup};
+use crate::net::udp;
+use crate::net::worker::{self, Control, Worker, WorkerSetup};
 use crate::signal::ice::{IceIssuer, IceSettings, now_unix};
-use crate::signal::limits::ConnectionCounter;
 use crate::signal::limits::PerIpRate;
 use crate::signal::rooms::{Registry, Revoke};
 use crate::signal::{SessionLimits, SignalContext};
@@ -240,7 +242,7 @@ impl Daemon {
         let mut workers = Vec::with_capacity(n);
         for (i, socks) in sockets.into_iter().enumerate() {
             workers.push(
-                udp::spawn_worker(WorkerSetup {
+                worker::spawn_worker(WorkerSetup {
                     index: i,
                     workers: n,
                     udp: socks,

@@ -9,7 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::Daemon;
 use crate::config::Config;
-use crate::net::udp::summarize;
+use crate::net::stats_board::summarize;
 use crate::notify;
 
 /// How often STATUS= is refreshed for `systemctl status`.
@@ -57,7 +57,7 @@ pub async fn serve(cfg: Config, path: Option<PathBuf>, log_reload: LogReload) ->
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
                 // Vouch for the process only while every worker loop reports.
-                let (_, oldest) = summarize(&daemon.stats);
+                let oldest = summarize(&daemon.stats).oldest_report;
                 if oldest.is_some_and(|age| Some(age) < watchdog) {
                     notify::watchdog();
                 } else {
@@ -85,13 +85,13 @@ fn reload(
 /// READY=1 means every listener is bound and every worker loop is running.
 async fn wait_for_workers(daemon: &Daemon) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while summarize(&daemon.stats).1.is_none() && Instant::now() < deadline {
+    while summarize(&daemon.stats).oldest_report.is_none() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
 fn status_line(daemon: &Daemon) -> String {
-    let (turn, _) = summarize(&daemon.stats);
+    let turn = summarize(&daemon.stats).stats;
     let (rooms, peers) = daemon.http.signal.registry.counts();
     format!(
         "{} allocations, {rooms} rooms, {peers} peers",
@@ -118,7 +118,8 @@ async fn drain(
         "draining: no new allocations or joins"
     );
     loop {
-        let (turn, oldest) = summarize(&daemon.stats);
+        let summary = summarize(&daemon.stats);
+        let (turn, oldest) = (summary.stats, summary.oldest_report);
         notify::stopping(&format!(
             "draining: {} allocations left",
             turn.allocations_active

@@ -16,7 +16,7 @@ use super::proxy::ClientIp;
 use super::{AppState, json_error};
 
 fn render(state: &AppState) -> Response {
-    let (turn, _) = crate::net::udp::summarize(&state.turn_stats);
+    let turn = crate::net::stats_board::summarize(&state.turn_stats).stats;
     let draining = state
         .signal
         .draining

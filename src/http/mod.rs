@@ -43,7 +43,7 @@ pub struct HttpSettings {
 #[derive(Clone)]
 pub struct AppState {
     pub signal: Arc<SignalContext>,
-    pub turn_stats: crate::net::udp::StatsBoard,
+    pub turn_stats: crate::net::stats_board::StatsBoard,
     /// `metrics.listen = "http"`: /metrics is served here.
     pub metrics_on_http: bool,
     pub settings: Arc<RwLock<Arc<HttpSettings>>>,

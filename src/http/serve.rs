@@ -22,9 +22,9 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use super::proxy::{ClientIp, TrustedProxies};
+use crate::connections::{ConnectionCounter, Refused};
 use crate::net::stream::is_connection_error;
 use crate::net::{WarnEvery, out_of_descriptors};
-use crate::signal::limits::{ConnectionCounter, Refused};
 
 /// hyper refuses a read buffer smaller than this.
 const HYPER_MIN_BUF: usize = 8192;

@@ -7,7 +7,7 @@ use axum::response::Response;
 
 use super::proxy::ClientIp;
 use super::{AppState, json_error, origin};
-use crate::signal::limits::Refused;
+use crate::connections::Refused;
 use crate::signal::{protocol, session};
 use crate::untrusted::Untrusted;
 

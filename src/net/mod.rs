@@ -5,8 +5,10 @@ pub mod batch;
 pub mod coalesce;
 pub mod framing;
 pub mod sockets;
+pub mod stats_board;
 pub mod stream;
 pub mod udp;
+pub mod worker;
 
 use std::io;
 use std::sync::OnceLock;

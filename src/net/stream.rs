@@ -14,10 +14,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
 use super::framing::{MAX_FRAME, frame_len};
-use super::udp::{State, process_commands};
+use super::worker::{State, process_commands};
 use super::{WarnEvery, out_of_descriptors};
 use crate::budget::{ITEM_OVERHEAD, Pool, QueueBytes, QueueKind};
-use crate::signal::limits::{ConnectionCounter, Refused};
+use crate::connections::{ConnectionCounter, Refused};
 use crate::turn::{ClientAddr, Now, Transport};
 use crate::untrusted::Untrusted;
 

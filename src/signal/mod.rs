@@ -18,8 +18,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::connections::ConnectionCounter;
 use ice::IceIssuer;
-use limits::ConnectionCounter;
 use rooms::Registry;
 
 /// The limits a session reads at connect time.

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::limits::ConnectionSlot;
 use super::outbox::{Outbox, text_cost};
 use super::protocol::{MediaState, ProtoError, SignalKind};
 use crate::budget::{Over, Pool, QueueBytes, QueueKind};
+use crate::connections::ConnectionSlot;
 use crate::untrusted::Untrusted;
 
 pub use super::outbox::Outbound;

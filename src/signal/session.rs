@@ -13,11 +13,12 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::limits::{ConnectionSlot, TokenBucket};
+use super::limits::TokenBucket;
 use super::outbox::{self, Outbox};
 use super::protocol::{self, ClientMessage, Envelope, ProtoError};
 use super::rooms::{Connection, Joined, Outbound, turn_user};
 use super::{SessionLimits, SignalContext};
+use crate::connections::ConnectionSlot;
 use crate::untrusted::Untrusted;
 
 /// Consecutive rate-limited messages before the connection is closed.

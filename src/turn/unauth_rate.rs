@@ -13,6 +13,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::time::Instant;
 
+use crate::connections::ip_key;
+
 const SLOTS: usize = 2048;
 
 #[derive(Clone, Copy)]
@@ -28,15 +30,13 @@ pub struct UnauthRate {
     seed: u64,
 }
 
-/// The address a limit applies to: IPv4 as is, IPv6 by its /64 (one
-/// subscriber's usual share), IPv4-mapped IPv6 as IPv4.
+/// The address a limit applies to, as a number: one client per
+/// [`ip_key`] (an IPv6 /64, IPv4-mapped IPv6 as IPv4). The low bit tells the
+/// families apart, since IPv4 keys are small numbers.
 fn source_key(ip: IpAddr) -> u128 {
-    match ip {
+    match ip_key(ip) {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => u128::from(u32::from(v4)),
-            None => (u128::from(v6) >> 64 << 64) | 1,
-        },
+        IpAddr::V6(v6) => u128::from(v6) | 1,
     }
 }
 
