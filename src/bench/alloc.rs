@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::proto::{TurnClient, rest_credential};
-use super::stats::{self, Histogram};
+use super::report::{CostWindow, ServerCost, TurnReport, count, run_id};
+use super::stats::Histogram;
 use super::transport::{Conn, Connector};
-use super::turn::{ServerCost, TurnArgs, TurnReport, count, run_id};
+use super::turn::TurnArgs;
 
 /// The local ports UDP cycles take in turn (Linux's default ephemeral range).
 const PORT_FIRST: u32 = 32768;
@@ -58,8 +59,8 @@ pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
     let tid = super::proto::new_tid();
     let next_port = Arc::new(AtomicU32::new(u16::from_be_bytes([tid[0], tid[1]]).into()));
     let run = run_id();
-    let before = stats::sample(args.server_pid);
-    let machine_before = stats::MachineSample::read();
+    let window = CostWindow::open(args.server_pid);
+    let before = window.server_before();
     let start = Instant::now();
     let mut loops = Vec::new();
     for w in 0..args.clients {
@@ -125,23 +126,16 @@ pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
     report.setup_seconds = start.elapsed().as_secs_f64();
     report.allocations_per_sec = report.allocations_ok as f64 / report.setup_seconds.max(1e-9);
     report.allocate_latency = latency.summary();
-    let after = stats::sample(args.server_pid);
-    let server_cpu = match (before, after) {
-        (Some(b), Some(a)) => a.cpu_seconds - b.cpu_seconds,
-        _ => 0.0,
-    };
-    if let (Some(m0), Some(m1)) = (machine_before, stats::MachineSample::read()) {
-        report.interference = Some(m0.others_since(&m1, server_cpu));
-    }
-    if let (Some(pid), Some(b), Some(a)) = (args.server_pid, before, after) {
-        let cpu = a.cpu_seconds - b.cpu_seconds;
+    let cost = window.close();
+    report.interference = cost.interference;
+    if let (Some(pid), Some(b), Some(a)) = (args.server_pid, before, cost.server_after) {
         report.server_cost = Some(ServerCost {
             pid,
-            cpu_seconds: cpu,
+            cpu_seconds: cost.server_cpu,
             peak_rss_kib: a.hwm_kib,
             rss_before_kib: b.rss_kib,
             rss_with_allocations_kib: a.rss_kib,
-            cpu_us_per_allocation: cpu * 1e6 / report.allocations_ok.max(1) as f64,
+            cpu_us_per_allocation: cost.server_cpu * 1e6 / report.allocations_ok.max(1) as f64,
             ..ServerCost::default()
         });
     }

@@ -13,6 +13,7 @@
 pub mod alloc;
 pub mod echo;
 pub mod proto;
+pub mod report;
 pub mod signaling;
 pub mod stats;
 pub mod traffic;
@@ -76,7 +77,15 @@ pub fn run(cmd: BenchCmd) -> ExitCode {
     match cmd {
         BenchCmd::Turn(args) => {
             let (json, out) = (args.json, args.json_out.clone());
-            match rt.block_on(turn::run(args)) {
+            let run = async {
+                let connector = turn::connect(&args).await?;
+                if args.allocate_only {
+                    alloc::run(&args, connector).await
+                } else {
+                    turn::run(args, connector).await
+                }
+            };
+            match rt.block_on(run) {
                 Ok(r) => {
                     let code = emit(&r, json, out.as_deref(), turn::print);
                     if r.allocations_ok == 0 {

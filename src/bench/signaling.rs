@@ -25,9 +25,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::report::run_id;
 use super::stats::{self, Histogram, Latency, SharedHistogram};
 use super::traffic::Epoch;
-use super::turn::run_id;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A peer's index and how its join went: (peer id, socket, time taken).

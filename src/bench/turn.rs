@@ -2,7 +2,6 @@
 //! built-in echo peer, paced traffic, and a report of what came back and of
 //! what it cost the server.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use futures_util::StreamExt as _;
-use serde::Serialize;
 use tokio::sync::watch;
 
 use super::echo::EchoPeer;
 use super::proto::{TurnClient, rest_credential};
-use super::stats::{self, Latency};
+use super::report::{CostWindow, ServerCost, TurnReport, count, run_id};
+use super::stats;
 use super::traffic::{self, Counters, Epoch, Method, Pace, RecvCtx, Template, UdpSender};
-use super::transport::{Conn, Connector, TransportKind};
+use super::transport::{BoxWrite, Conn, Connector, TransportKind};
 
 /// Arguments of `natbridge bench turn`.
 #[derive(clap::Args, Debug, Clone)]
@@ -91,58 +90,6 @@ pub struct TurnArgs {
     pub json_out: Option<PathBuf>,
 }
 
-#[derive(Serialize, Debug, Default)]
-pub struct ServerCost {
-    pub pid: u32,
-    pub cpu_seconds: f64,
-    /// Packets the server relayed in the traffic phase: to the peer plus back
-    /// to the clients.
-    pub relayed_packets: u64,
-    pub cpu_seconds_per_million_packets: f64,
-    pub peak_rss_kib: u64,
-    pub rss_before_kib: u64,
-    pub rss_with_allocations_kib: u64,
-    pub rss_per_allocation_kib: f64,
-    /// With --allocate-only: server CPU microseconds per allocation (the
-    /// whole Allocate, 401, Allocate, Refresh 0 cycle).
-    pub cpu_us_per_allocation: f64,
-}
-
-#[derive(Serialize, Debug, Default)]
-pub struct TurnReport {
-    pub mode: &'static str,
-    pub server: String,
-    pub transport: String,
-    pub method: &'static str,
-    pub clients: u32,
-    pub rate_pps_per_client: f64,
-    pub size: u32,
-    pub duration_s: f64,
-    pub allocations_ok: u64,
-    pub allocation_failures: u64,
-    pub setup_seconds: f64,
-    pub allocations_per_sec: f64,
-    pub allocate_latency: Latency,
-    pub packets_planned: u64,
-    pub packets_sent: u64,
-    pub send_errors: u64,
-    pub packets_at_peer: u64,
-    pub packets_received: u64,
-    pub packets_stray: u64,
-    pub lost: u64,
-    pub loss_percent: f64,
-    pub offered_pps: f64,
-    pub sent_pps: f64,
-    pub received_pps: f64,
-    pub throughput_mbps: f64,
-    pub rtt: Latency,
-    pub errors: BTreeMap<String, u64>,
-    pub server_cost: Option<ServerCost>,
-    /// What else used the machine while measuring (traffic phase, or the
-    /// whole run with --allocate-only).
-    pub interference: Option<stats::Interference>,
-}
-
 /// Resolves HOST:PORT (a name is looked up; the first address wins).
 pub async fn resolve(server: &str) -> Result<SocketAddr> {
     tokio::net::lookup_host(server)
@@ -152,15 +99,6 @@ pub async fn resolve(server: &str) -> Result<SocketAddr> {
         .with_context(|| format!("--server {server}: no address"))
 }
 
-pub fn run_id() -> String {
-    let tid = super::proto::new_tid();
-    format!("{:02x}{:02x}{:02x}", tid[0], tid[1], tid[2])
-}
-
-pub(crate) fn count(errors: &mut BTreeMap<String, u64>, e: impl std::fmt::Display) {
-    *errors.entry(e.to_string()).or_default() += 1;
-}
-
 /// One client after setup.
 struct Ready {
     index: u32,
@@ -168,7 +106,8 @@ struct Ready {
     peer: SocketAddr,
 }
 
-pub async fn run(args: TurnArgs) -> Result<TurnReport> {
+/// Checks the arguments and makes the connector both modes use.
+pub async fn connect(args: &TurnArgs) -> Result<Connector> {
     if !(args.rate > 0.0 && args.rate <= 100_000.0) {
         bail!("--rate must be in (0, 100000] packets per second");
     }
@@ -179,10 +118,11 @@ pub async fn run(args: TurnArgs) -> Result<TurnReport> {
         bail!("--timeout must be in (0, 60] and --drain in [0, 60] seconds");
     }
     let server = resolve(&args.server).await?;
-    let connector = Connector::new(args.transport, server, args.tls_name.as_deref())?;
-    if args.allocate_only {
-        return super::alloc::run(&args, connector).await;
-    }
+    Connector::new(args.transport, server, args.tls_name.as_deref())
+}
+
+/// The relay mode: set up, send paced traffic, measure, clean up.
+pub async fn run(args: TurnArgs, connector: Connector) -> Result<TurnReport> {
     let method = if args.send_indications {
         Method::SendIndication
     } else {
@@ -190,7 +130,7 @@ pub async fn run(args: TurnArgs) -> Result<TurnReport> {
     };
     let mut report = TurnReport {
         mode: "relay",
-        server: server.to_string(),
+        server: connector.server.to_string(),
         transport: format!("{:?}", args.transport).to_lowercase(),
         method: match method {
             Method::ChannelData => "channel-data",
@@ -205,8 +145,51 @@ pub async fn run(args: TurnArgs) -> Result<TurnReport> {
     let mut echo = EchoPeer::start(args.peer_ip, args.peer_sockets as usize)
         .with_context(|| format!("cannot start the echo peer on {}", args.peer_ip))?;
     let before = stats::sample(args.server_pid);
+    let ready = setup(&args, &connector, &echo, method, &mut report).await;
+    let with_allocs = stats::sample(args.server_pid);
+    if ready.is_empty() {
+        echo.stop();
+        return Ok(report);
+    }
+    let window = CostWindow::open(args.server_pid);
+    let (ready, traffic) = send_traffic(&args, method, ready).await?;
+    let cost = window.close();
+    echo.stop();
+    report.interference = cost.interference;
+    traffic.fill(&mut report, echo.received());
+    if let (Some(pid), Some(b), Some(after)) = (args.server_pid, before, cost.server_after) {
+        let relayed = report.packets_at_peer + report.packets_received;
+        let held = with_allocs.map_or(0, |s| s.rss_kib);
+        report.server_cost = Some(ServerCost {
+            pid,
+            cpu_seconds: cost.server_cpu,
+            relayed_packets: relayed,
+            cpu_seconds_per_million_packets: if relayed > 0 {
+                cost.server_cpu * 1e6 / relayed as f64
+            } else {
+                0.0
+            },
+            peak_rss_kib: after.hwm_kib,
+            rss_before_kib: b.rss_kib,
+            rss_with_allocations_kib: held,
+            rss_per_allocation_kib: held.saturating_sub(b.rss_kib) as f64
+                / report.allocations_ok.max(1) as f64,
+            cpu_us_per_allocation: 0.0,
+        });
+    }
+    clean_up(&args, ready, traffic.kept_writers, &mut report).await;
+    Ok(report)
+}
 
-    // Setup: allocate and bind, a bounded number at a time.
+/// Allocates and binds (a channel, or a permission) for every client, a
+/// bounded number at a time; records how that went in `report`.
+async fn setup(
+    args: &TurnArgs,
+    connector: &Connector,
+    echo: &EchoPeer,
+    method: Method,
+    report: &mut TurnReport,
+) -> Vec<Ready> {
     let run = run_id();
     let timeout = Duration::from_secs_f64(args.timeout);
     let setup_start = Instant::now();
@@ -266,17 +249,54 @@ pub async fn run(args: TurnArgs) -> Result<TurnReport> {
             args.peer_ip
         );
     }
-    let with_allocs = stats::sample(args.server_pid);
-    if ready.is_empty() {
-        echo.stop();
-        return Ok(report);
-    }
+    ready
+}
 
-    // Traffic.
+/// What the traffic phase counted.
+struct Traffic {
+    counters: Arc<Counters>,
+    rtts: Arc<stats::SharedHistogram>,
+    send_seconds: f64,
+    planned: u64,
+    offered_pps: f64,
+    /// Stream writers kept open until clean-up (closing one ends its
+    /// allocation).
+    kept_writers: Vec<BoxWrite>,
+}
+
+impl Traffic {
+    fn fill(&self, report: &mut TurnReport, at_peer: u64) {
+        let c = &self.counters;
+        let secs = self.send_seconds.max(1e-9);
+        report.packets_planned = self.planned;
+        report.offered_pps = self.offered_pps;
+        report.packets_sent = c.sent.load(Ordering::Relaxed);
+        report.send_errors = c.send_errors.load(Ordering::Relaxed);
+        report.packets_received = c.received.load(Ordering::Relaxed);
+        report.packets_stray = c.stray.load(Ordering::Relaxed);
+        report.packets_at_peer = at_peer;
+        report.lost = report.packets_sent.saturating_sub(report.packets_received);
+        report.loss_percent = if report.packets_sent == 0 {
+            0.0
+        } else {
+            report.lost as f64 * 100.0 / report.packets_sent as f64
+        };
+        report.sent_pps = report.packets_sent as f64 / secs;
+        report.received_pps = report.packets_received as f64 / secs;
+        report.throughput_mbps = c.received_bytes.load(Ordering::Relaxed) as f64 * 8.0 / secs / 1e6;
+        report.rtt = self.rtts.merged().summary();
+    }
+}
+
+/// Sends paced traffic from every client and waits for the echoes. Returns
+/// the UDP clients (stream clients hand their halves to the traffic tasks).
+async fn send_traffic(
+    args: &TurnArgs,
+    method: Method,
+    mut ready: Vec<Ready>,
+) -> Result<(Vec<Ready>, Traffic)> {
     let n = ready.len() as u64;
     let per_client = (args.rate * args.duration).floor().max(1.0) as u64;
-    report.packets_planned = per_client * n;
-    report.offered_pps = args.rate * n as f64;
     let epoch = Epoch(Instant::now());
     let start = Instant::now() + Duration::from_millis(50);
     let pace = Pace {
@@ -297,11 +317,9 @@ pub async fn run(args: TurnArgs) -> Result<TurnReport> {
         rtts: rtts.clone(),
         stop: stop_rx,
     };
-    let cpu_before = stats::sample(args.server_pid);
-    let machine_before = stats::MachineSample::read();
     let size = args.size as usize;
     let mut receivers = Vec::new();
-    let mut keep = Vec::new();
+    let mut kept_writers = Vec::new();
     if args.transport == TransportKind::Udp {
         let mut senders = Vec::new();
         for r in &ready {
@@ -348,7 +366,7 @@ pub async fn run(args: TurnArgs) -> Result<TurnReport> {
         }
         for s in senders {
             if let Ok(wr) = s.await {
-                keep.push(wr);
+                kept_writers.push(wr);
             }
         }
     }
@@ -364,60 +382,25 @@ pub async fn run(args: TurnArgs) -> Result<TurnReport> {
     for r in receivers {
         let _ = r.await;
     }
-    let cpu_after = stats::sample(args.server_pid);
-    let machine_after = stats::MachineSample::read();
-    echo.stop();
-    let server_cpu = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) => b.cpu_seconds - a.cpu_seconds,
-        _ => 0.0,
+    let traffic = Traffic {
+        counters,
+        rtts,
+        send_seconds,
+        planned: per_client * n,
+        offered_pps: args.rate * n as f64,
+        kept_writers,
     };
-    if let (Some(a), Some(b)) = (machine_before, machine_after) {
-        report.interference = Some(a.others_since(&b, server_cpu));
-    }
+    Ok((ready, traffic))
+}
 
-    report.packets_sent = counters.sent.load(Ordering::Relaxed);
-    report.send_errors = counters.send_errors.load(Ordering::Relaxed);
-    report.packets_received = counters.received.load(Ordering::Relaxed);
-    report.packets_stray = counters.stray.load(Ordering::Relaxed);
-    report.packets_at_peer = echo.received();
-    report.lost = report.packets_sent.saturating_sub(report.packets_received);
-    report.loss_percent = if report.packets_sent == 0 {
-        0.0
-    } else {
-        report.lost as f64 * 100.0 / report.packets_sent as f64
-    };
-    report.sent_pps = report.packets_sent as f64 / send_seconds.max(1e-9);
-    report.received_pps = report.packets_received as f64 / send_seconds.max(1e-9);
-    report.throughput_mbps =
-        counters.received_bytes.load(Ordering::Relaxed) as f64 * 8.0 / send_seconds.max(1e-9) / 1e6;
-    report.rtt = rtts.merged().summary();
-    if let (Some(pid), Some(b), Some(c0), Some(c1)) =
-        (args.server_pid, before, cpu_before, cpu_after)
-    {
-        let relayed = report.packets_at_peer + report.packets_received;
-        let cpu = c1.cpu_seconds - c0.cpu_seconds;
-        let held = with_allocs.map_or(0, |s| s.rss_kib);
-        report.server_cost = Some(ServerCost {
-            pid,
-            cpu_seconds: cpu,
-            relayed_packets: relayed,
-            cpu_seconds_per_million_packets: if relayed > 0 {
-                cpu * 1e6 / relayed as f64
-            } else {
-                0.0
-            },
-            peak_rss_kib: c1.hwm_kib,
-            rss_before_kib: b.rss_kib,
-            rss_with_allocations_kib: held,
-            rss_per_allocation_kib: held.saturating_sub(b.rss_kib) as f64
-                / report.allocations_ok.max(1) as f64,
-            cpu_us_per_allocation: 0.0,
-        });
-    }
-
-    // Clean up: delete the allocations (stream ones go with their
-    // connections).
-    drop(keep);
+/// Deletes the UDP allocations (stream ones go with their connections).
+async fn clean_up(
+    args: &TurnArgs,
+    ready: Vec<Ready>,
+    kept_writers: Vec<BoxWrite>,
+    report: &mut TurnReport,
+) {
+    drop(kept_writers);
     let cleanup: Vec<_> = futures_util::stream::iter(ready)
         .map(|mut r| async move { r.client.refresh(0).await })
         .buffer_unordered(args.setup_concurrency as usize)
@@ -428,7 +411,6 @@ pub async fn run(args: TurnArgs) -> Result<TurnReport> {
             count(&mut report.errors, e);
         }
     }
-    Ok(report)
 }
 
 /// The human-readable report.
