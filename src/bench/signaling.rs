@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::report::run_id;
+use super::report::{CostWindow, WindowCost, run_id};
 use super::stats::{self, Histogram, Latency, SharedHistogram};
 use super::traffic::Epoch;
 
@@ -297,7 +297,54 @@ async fn run_peer(
     let _ = sink.close().await;
 }
 
+/// A joined peer: its index, its connection, and whom it signals (`None`
+/// when it is alone in its room).
+type Member = (u32, Ws, Option<String>);
+
 pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
+    check(&args)?;
+    let mut report = SignalingReport {
+        protocol: format!("{:?}", args.protocol).to_lowercase(),
+        url: args.url.clone(),
+        peers: args.peers,
+        room_size: args.room_size,
+        rate: args.rate,
+        duration_s: args.duration,
+        open_files_limit: stats::raise_nofile_limit(),
+        ..SignalingReport::default()
+    };
+    let before = stats::sample(args.server_pid);
+    let members = join_all(&args, &mut report).await;
+    let joined_sample = stats::sample(args.server_pid);
+    let (shared, traffic, cost) = exchange(&args, members, &mut report, joined_sample).await;
+    report.messages_sent = shared.sent.load(Ordering::Relaxed);
+    report.messages_received = shared.received.load(Ordering::Relaxed);
+    report.lost = report
+        .messages_sent
+        .saturating_sub(report.messages_received);
+    report.messages_per_sec = report.messages_received as f64 / traffic.seconds.max(1e-9);
+    report.relay_latency = shared.latency.merged().summary();
+    if let Ok(m) = shared.errors.lock() {
+        for (e, n) in m.iter() {
+            *report.errors.entry(e.clone()).or_default() += n;
+        }
+    }
+    report.interference = cost.interference;
+    if let (Some(pid), Some(b), Some(after)) = (args.server_pid, before, cost.server_after) {
+        report.server = Some(SignalingServer {
+            pid,
+            rss_before_kib: b.rss_kib,
+            rss_joined_kib: joined_sample.map_or(0, |s| s.rss_kib),
+            rss_max_kib: traffic.rss_max_kib.max(after.rss_kib),
+            peak_rss_kib: after.hwm_kib,
+            cpu_seconds: cost.server_cpu,
+            cpu_us_per_message: cost.server_cpu * 1e6 / report.messages_received.max(1) as f64,
+        });
+    }
+    Ok(report)
+}
+
+fn check(args: &SignalingArgs) -> Result<()> {
     if !(args.rate > 0.0 && args.rate <= 1_000_000.0) {
         bail!("--rate must be in (0, 1000000] signals per second");
     }
@@ -310,23 +357,17 @@ pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
     if !args.url.starts_with("ws://") {
         bail!("--url must be a ws:// URL");
     }
-    let mut report = SignalingReport {
-        protocol: format!("{:?}", args.protocol).to_lowercase(),
-        url: args.url.clone(),
-        peers: args.peers,
-        room_size: args.room_size,
-        rate: args.rate,
-        duration_s: args.duration,
-        open_files_limit: stats::raise_nofile_limit(),
-        ..SignalingReport::default()
-    };
-    let before = stats::sample(args.server_pid);
+    Ok(())
+}
+
+/// Joins every peer, a bounded number at a time, and pairs each with the
+/// next member of its room.
+async fn join_all(args: &SignalingArgs, report: &mut SignalingReport) -> Vec<Member> {
     let run = run_id();
     let timeout = Duration::from_secs_f64(args.timeout);
     let join_start = Instant::now();
     let joins: Vec<JoinResult> = futures_util::stream::iter(0..args.peers)
         .map(|i| {
-            let args = &args;
             let room = format!("bench-{run}-{}", i / args.room_size);
             let pid = format!("b{run}x{i}");
             async move {
@@ -360,10 +401,7 @@ pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
     }
     report.joined = join_hist.count();
     report.join_latency = join_hist.summary();
-    let joined_sample = stats::sample(args.server_pid);
-
-    // Who sends to whom: the next member of the same room.
-    let mut members: Vec<(u32, Ws, Option<String>)> = Vec::new();
+    let mut members = Vec::new();
     for (_, mut list) in rooms {
         list.sort_by_key(|(i, _, _)| *i);
         let ids: Vec<String> = list.iter().map(|(_, id, _)| id.clone()).collect();
@@ -373,6 +411,25 @@ pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
             members.push((i, ws, target));
         }
     }
+    members
+}
+
+/// How the exchange went, besides what `Shared` counted.
+struct Exchange {
+    seconds: f64,
+    rss_max_kib: u64,
+}
+
+/// Sends the planned signals, spread evenly over the senders and the
+/// duration, sampling the server meanwhile; then waits for the last ones
+/// (until all arrived or --drain passes). The cost window ends there, before
+/// the peers leave.
+async fn exchange(
+    args: &SignalingArgs,
+    members: Vec<Member>,
+    report: &mut SignalingReport,
+    joined_sample: Option<stats::ProcSample>,
+) -> (Arc<Shared>, Exchange, WindowCost) {
     let senders = members.iter().filter(|m| m.2.is_some()).count() as u64;
     let total = (args.rate * args.duration).round() as u64;
     let shared = Arc::new(Shared {
@@ -387,8 +444,7 @@ pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now() + Duration::from_millis(100);
     let deadline = start + Duration::from_secs_f64(args.duration * 2.0 + 1.0);
-    let cpu_before = stats::sample(args.server_pid);
-    let machine_before = stats::MachineSample::read();
+    let window = CostWindow::open(args.server_pid);
     let mut tasks = Vec::new();
     let mut k = 0u64;
     for (i, ws, target) in members {
@@ -418,9 +474,7 @@ pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
             stop_rx.clone(),
         )));
     }
-    // Wait for the planned time, sampling the server, then for the last
-    // signals (until all arrived or --drain passes).
-    let mut rss_max = joined_sample.map_or(0, |s| s.rss_kib);
+    let mut rss_max_kib = joined_sample.map_or(0, |s| s.rss_kib);
     let send_end = start + Duration::from_secs_f64(args.duration);
     let drain_end = send_end + Duration::from_secs_f64(args.drain);
     loop {
@@ -432,52 +486,24 @@ pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
             break;
         }
         if let Some(s) = stats::sample(args.server_pid) {
-            rss_max = rss_max.max(s.rss_kib);
+            rss_max_kib = rss_max_kib.max(s.rss_kib);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let traffic_seconds = start.elapsed().as_secs_f64();
-    let cpu_after = stats::sample(args.server_pid);
-    let machine_after = stats::MachineSample::read();
+    let seconds = start.elapsed().as_secs_f64();
+    let cost = window.close();
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
     }
-
-    report.messages_sent = shared.sent.load(Ordering::Relaxed);
-    report.messages_received = shared.received.load(Ordering::Relaxed);
-    report.lost = report
-        .messages_sent
-        .saturating_sub(report.messages_received);
-    report.messages_per_sec = report.messages_received as f64 / traffic_seconds.max(1e-9);
-    report.relay_latency = shared.latency.merged().summary();
-    if let Ok(m) = shared.errors.lock() {
-        for (e, n) in m.iter() {
-            *report.errors.entry(e.clone()).or_default() += n;
-        }
-    }
-    let server_cpu = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) => b.cpu_seconds - a.cpu_seconds,
-        _ => 0.0,
-    };
-    if let (Some(a), Some(b)) = (machine_before, machine_after) {
-        report.interference = Some(a.others_since(&b, server_cpu));
-    }
-    if let (Some(pid), Some(b), Some(c0), Some(c1)) =
-        (args.server_pid, before, cpu_before, cpu_after)
-    {
-        let cpu = c1.cpu_seconds - c0.cpu_seconds;
-        report.server = Some(SignalingServer {
-            pid,
-            rss_before_kib: b.rss_kib,
-            rss_joined_kib: joined_sample.map_or(0, |s| s.rss_kib),
-            rss_max_kib: rss_max.max(c1.rss_kib),
-            peak_rss_kib: c1.hwm_kib,
-            cpu_seconds: cpu,
-            cpu_us_per_message: cpu * 1e6 / report.messages_received.max(1) as f64,
-        });
-    }
-    Ok(report)
+    (
+        shared,
+        Exchange {
+            seconds,
+            rss_max_kib,
+        },
+        cost,
+    )
 }
 
 /// The human-readable report.
