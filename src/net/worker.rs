@@ -40,6 +40,7 @@ pub enum Control {
     Shutdown,
 }
 
+/// A running worker thread and the channel that controls it.
 pub struct Worker {
     pub control: mpsc::UnboundedSender<Control>,
     pub thread: std::thread::JoinHandle<()>,
@@ -81,6 +82,7 @@ pub struct WorkerSetup {
     pub batch_delay: BatchDelay,
 }
 
+/// Starts a worker thread with its own current-thread runtime.
 pub fn spawn_worker(setup: WorkerSetup) -> io::Result<Worker> {
     let index = setup.index;
     let (tx, rx) = mpsc::unbounded_channel();

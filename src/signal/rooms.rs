@@ -43,6 +43,7 @@ struct Peer {
     generation: u64,
 }
 
+/// A peer as others see it: in `joined.peers`, `peer.joined` and the REST API.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PeerInfo {
     pub id: String,
@@ -50,12 +51,14 @@ pub struct PeerInfo {
     pub state: MediaState,
 }
 
+/// A room in the REST API's listing.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RoomInfo {
     pub name: String,
     pub peers: usize,
 }
 
+/// What a successful join or resume tells the session to send back.
 pub struct Joined {
     pub room: String,
     pub peer_id: String,
@@ -78,6 +81,10 @@ struct Inner {
     by_token: HashMap<String, String>,
 }
 
+/// Every room and peer of this process: joins, signals, state, departures
+/// and the resume grace period. One mutex guards it; nothing that waits
+/// (sockets, timers) runs under it: messages go to the peers' byte-bounded
+/// outboxes.
 pub struct Registry {
     inner: Mutex<Inner>,
     revoke: Revoke,
@@ -85,6 +92,7 @@ pub struct Registry {
     queues: Arc<Pool>,
 }
 
+/// Why a peer left its room, as `peer.left` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeftReason {
     Left,
@@ -113,6 +121,8 @@ fn random_id(bytes: usize) -> String {
 }
 
 impl Registry {
+    /// An empty registry; `revoke` is called with the TURN user of every
+    /// peer that leaves for good.
     pub fn new(revoke: Revoke) -> Registry {
         Registry {
             inner: Mutex::new(Inner::default()),
@@ -132,6 +142,8 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Adds a peer to `room` (created on first join) unless it holds
+    /// `capacity` peers already; tells the others (`peer.joined`).
     pub fn join(
         &self,
         conn: Connection,
@@ -347,6 +359,8 @@ impl Registry {
         queued.map_err(|over| queue_full(to, over))
     }
 
+    /// Updates a peer's media state (the fields given) and tells the others
+    /// (`peer.state`).
     pub fn set_state(
         &self,
         peer_id: &str,
@@ -370,6 +384,7 @@ impl Registry {
         );
     }
 
+    /// Every room with its peer count, by name.
     pub fn rooms(&self) -> Vec<RoomInfo> {
         let inner = self.lock();
         let mut list: Vec<RoomInfo> = inner
@@ -384,11 +399,13 @@ impl Registry {
         list
     }
 
+    /// The peers of `room`, or `None` when there is no such room.
     pub fn room_peers(&self, room: &str) -> Option<Vec<PeerInfo>> {
         let inner = self.lock();
         inner.rooms.contains_key(room).then(|| inner.infos(room))
     }
 
+    /// (rooms, peers), away peers included.
     pub fn counts(&self) -> (usize, usize) {
         let inner = self.lock();
         (inner.rooms.len(), inner.peers.len())

@@ -46,6 +46,7 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The metric label and log name.
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
@@ -54,17 +55,23 @@ impl Transport {
         }
     }
 
+    /// Every transport, in `index` order.
     pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
 
+    /// A position in per-transport counter arrays.
     pub fn index(self) -> usize {
         self as usize
     }
 
+    /// TCP or TLS: frames need 4-byte padding and the allocation lives as
+    /// long as the connection.
     pub fn is_stream(self) -> bool {
         !matches!(self, Transport::Udp)
     }
 }
 
+/// Who sent a request: the transport, the client's address and which of our
+/// listeners it reached. The allocation key (RFC 8656's 5-tuple).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientAddr {
     pub transport: Transport,
@@ -75,6 +82,7 @@ pub struct ClientAddr {
 }
 
 impl ClientAddr {
+    /// A UDP client of the first listener (tests and tools).
     pub fn udp(addr: SocketAddr) -> ClientAddr {
         ClientAddr {
             transport: Transport::Udp,
@@ -84,6 +92,7 @@ impl ClientAddr {
     }
 }
 
+/// An address family of relays and peers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     V4,
@@ -91,6 +100,8 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family of `ip` as written (IPv4-mapped IPv6 counts as IPv6; unmap
+    /// first where that matters).
     pub fn of(ip: IpAddr) -> Family {
         match ip {
             IpAddr::V4(_) => Family::V4,
@@ -115,6 +126,7 @@ pub struct Now {
 }
 
 impl Now {
+    /// The real clocks: what drivers pass in; the core never calls this.
     pub fn system() -> Now {
         Now {
             mono: Instant::now(),
@@ -124,6 +136,7 @@ impl Now {
         }
     }
 
+    /// Both clocks moved on by `d` (fake clocks in tests).
     pub fn plus(self, d: Duration) -> Now {
         Now {
             mono: self.mono + d,
@@ -215,6 +228,8 @@ pub struct SharedState {
 }
 
 impl SharedState {
+    /// Fresh shared state for `port_range`; the nonce key and the port order
+    /// come from `rng`.
     pub fn new(port_range: (u16, u16), rng: &mut dyn rand::Rng) -> SharedState {
         let mut nonce_key = [0u8; 32];
         rng.fill_bytes(&mut nonce_key);

@@ -71,6 +71,13 @@ pub(super) enum Answer {
     Pending,
 }
 
+/// One worker's TURN server as a sans-IO state machine. Input: datagrams or
+/// stream frames from clients (`handle_client`), datagrams from peers
+/// (`handle_peer`), relay binds done (`relay_bound`), time (`handle_timeout`)
+/// and control (`revoke_user`, `set_draining`, `reconfigure`). Output:
+/// commands to poll (`poll_command`) and, on the hot path, borrowed payloads
+/// returned straight to the caller. The caller owns sockets, the clock and
+/// threads; allocations are per worker, quotas and ports shared.
 pub struct TurnCore {
     pub(super) cfg: Arc<CoreConfig>,
     pub(super) shared: Arc<SharedState>,
@@ -132,6 +139,7 @@ impl TurnCore {
         self.cfg = cfg;
     }
 
+    /// The configuration in force.
     pub fn config(&self) -> &CoreConfig {
         &self.cfg
     }
@@ -141,24 +149,31 @@ impl TurnCore {
         self.draining = draining;
     }
 
+    /// This worker's counters, with the allocations it holds now.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.allocations_active = self.allocations.len() as u64;
         s
     }
 
+    /// Whether `client` (its 5-tuple) holds an allocation here.
     pub fn has_allocation(&self, client: ClientAddr) -> bool {
         self.by_client.contains_key(&client)
     }
 
+    /// Allocations this worker holds, pending binds included.
     pub fn allocation_count(&self) -> usize {
         self.allocations.len()
     }
 
+    /// Whether `poll_command` has something: a cheap check for the hot path.
     pub fn has_commands(&self) -> bool {
         !self.commands.is_empty()
     }
 
+    /// The next thing the driver must do (send to a client, bind or close a
+    /// relay socket), oldest first. Drain it after every input: a
+    /// `BindRelay` must be answered with `relay_bound`.
     pub fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
     }
