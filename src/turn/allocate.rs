@@ -394,6 +394,11 @@ impl TurnCore {
             return;
         };
         self.by_client.remove(&alloc.client);
+        // A bind still queued for it (the other family of a dual-stack
+        // allocation whose first bind failed) would open a socket nobody
+        // closes.
+        self.commands
+            .retain(|c| !matches!(c, Command::BindRelay { relay, .. } if relay.allocation == id));
         if let Some(ids) = self.by_user.get_mut(alloc.user()) {
             ids.retain(|&i| i != id);
             if ids.is_empty() {

@@ -184,9 +184,12 @@ impl TurnCore {
         self.next_sweep
     }
 
-    /// Something that expires was added at `now`: make sure a sweep comes.
+    /// Something that expires was added at `now`: make sure a sweep comes
+    /// within the interval, however far off the next one was (an idle worker
+    /// may be waiting hours for a revocation to expire).
     pub(super) fn sweep_by(&mut self, now: Instant) {
-        self.next_sweep.get_or_insert(now + SWEEP_INTERVAL);
+        let due = now + SWEEP_INTERVAL;
+        self.next_sweep = Some(self.next_sweep.map_or(due, |t| t.min(due)));
     }
 
     /// A datagram (or stream frame) from a client. ChannelData and Send

@@ -342,3 +342,68 @@ fn finding_14_unauthenticated_answers_are_rate_limited_per_source() {
         assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
     }
 }
+
+#[test]
+fn fuzz_finding_an_allocation_after_a_long_idle_still_expires_on_time() {
+    // Found by the turn_core fuzz target: a sweep that left only a seen
+    // user (expiring with its credential, hours away) scheduled the next
+    // wake-up for then, and a new allocation kept that far-off wake-up.
+    let mut h = Harness::new(|_| {});
+    let cr = cred("alice", 86_400, "current");
+    let (_, nonce) = allocate(&mut h, client(1), &cr);
+    let r = h
+        .send(
+            client(1),
+            &Req::new(METHOD_REFRESH).lifetime(0).signed(&cr, &nonce),
+        )
+        .unwrap();
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    h.advance(60);
+    let far = h.core.poll_timeout().expect("the seen user's expiry");
+    assert!(far > h.now.mono + Duration::from_secs(3600));
+    let (_, _) = allocate(&mut h, client(2), &cr);
+    assert_eq!(
+        h.core.poll_timeout(),
+        Some(h.now.mono + Duration::from_secs(1)),
+        "a new allocation brings the sweep back"
+    );
+    h.advance(601);
+    h.advance(1);
+    assert_eq!(h.core.allocation_count(), 0, "expired after its 600 s");
+}
+
+#[test]
+fn fuzz_finding_no_bind_for_an_allocation_already_gone() {
+    // Found by the turn_core fuzz target: a dual-stack Allocate whose IPv4
+    // bind failed with no port left to retry went away, but its queued IPv6
+    // BindRelay still reached the driver, which opened a socket nobody closed.
+    let mut h = Harness::new(|c| {
+        c.port_range = (50000, 50000);
+        c.relay_v6 = Some(RelayAddress {
+            bind: "::1".parse().unwrap(),
+            advertised: "::1".parse().unwrap(),
+        });
+    });
+    h.busy_ports.push(50000);
+    h.busy_family = Some(Family::V4);
+    let cr = cred("alice", 3600, "current");
+    let c = client(1);
+    let challenge = h
+        .send(c, &Req::new(METHOD_ALLOCATE).transport().bytes())
+        .unwrap();
+    let r = h
+        .send(
+            c,
+            &Req::new(METHOD_ALLOCATE)
+                .transport()
+                .attr(super::wire::ATTR_ADDITIONAL_ADDRESS_FAMILY, &[2, 0, 0, 0])
+                .signed(&cr, &nonce_of(&challenge)),
+        )
+        .unwrap();
+    assert_eq!(code(&r), Some(508));
+    assert!(
+        h.bound.is_empty(),
+        "no relay socket left open: {:?}",
+        h.bound
+    );
+}

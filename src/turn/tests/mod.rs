@@ -30,6 +30,8 @@ struct Harness {
     now: Now,
     /// Ports whose bind the fake driver reports as failed.
     busy_ports: Vec<u16>,
+    /// Only binds of this family fail on `busy_ports`, when set.
+    busy_family: Option<Family>,
     bound: Vec<(RelayId, SocketAddr)>,
 }
 
@@ -81,6 +83,7 @@ impl Harness {
                 unix: T0_UNIX,
             },
             busy_ports: Vec::new(),
+            busy_family: None,
             bound: Vec::new(),
         }
     }
@@ -99,7 +102,9 @@ impl Harness {
             match cmd {
                 Command::ToClient { client, bytes } => out.push((client, bytes)),
                 Command::BindRelay { relay, addr } => {
-                    let ok = !self.busy_ports.contains(&addr.port());
+                    let busy = self.busy_ports.contains(&addr.port())
+                        && self.busy_family.is_none_or(|f| f == Family::of(addr.ip()));
+                    let ok = !busy;
                     if ok {
                         self.bound.push((relay, addr));
                     }
