@@ -144,6 +144,14 @@ impl Outbox {
 }
 
 impl Inbox {
+    /// The next frame if one is queued now (tests drive the registry with no
+    /// writer task).
+    pub fn try_recv(&mut self) -> Option<(Outbound, Taken)> {
+        let q = self.rx.try_recv().ok()?;
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        Some((q.out, Taken(q.charged)))
+    }
+
     /// The next frame; its bytes stay charged until [`Inbox::done`].
     pub async fn recv(&mut self) -> Option<(Outbound, Taken)> {
         let q = self.rx.recv().await?;

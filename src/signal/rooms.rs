@@ -2,13 +2,13 @@
 //! and what waits for a peer that is between connections. One mutex guards it;
 //! each operation is short and never awaits while holding it.
 
-use super::error_code::ErrorCode;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::Rng;
 use serde_json::{Value, json};
 
+use super::error_code::ErrorCode;
 use super::outbox::{Outbox, text_cost};
 use super::protocol::{MediaState, ProtoError, SignalKind};
 use crate::budget::{Over, Pool, QueueBytes, QueueKind};
@@ -460,3 +460,6 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
