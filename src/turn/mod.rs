@@ -14,11 +14,15 @@ pub mod wire;
 
 mod allocate;
 mod auth;
+mod invariants;
 mod relay;
 pub mod request;
 mod requests;
 mod retransmit;
 mod unauth_rate;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod sim;
 
 #[cfg(test)]
 mod tests;
