@@ -7,7 +7,8 @@
 //! thinks are bound; [`Sim::finish`] checks that once every lifetime has run
 //! out, every port, quota slot and socket has come back.
 //!
-//! Compiled for tests and for the fuzz crate (feature `fuzzing`) only.
+//! Compiled for tests and for the fuzz crate (feature `fuzzing`) only; the
+//! fuzz crate feeds it through the byte format in [`codec`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +30,9 @@ use super::{
 };
 use crate::creds::{Secrets, password};
 
+pub mod codec;
+pub mod scripts;
+
 pub const REALM: &str = "sim.realm";
 const SECRETS: [&str; 2] = ["current-secret", "previous-secret"];
 const WRONG_SECRET: &str = "not-a-configured-secret";
@@ -43,8 +47,7 @@ const USERS: [&str; 4] = ["room/a", "room/b", "alice", "r\u{e9}union/\u{df}"];
 
 /// Server settings a run starts from; small numbers so that quotas, port
 /// exhaustion and permission limits are reached within a few steps.
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimConfig {
     /// Relay range size: 1 + ports % 12.
     pub ports: u8,
@@ -60,7 +63,6 @@ pub struct SimConfig {
 
 /// Which secret signs a request: the two configured ones verify, the third
 /// does not.
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {
     Current,
@@ -68,7 +70,6 @@ pub enum Key {
     Wrong,
 }
 
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
     /// No MESSAGE-INTEGRITY: the first leg of every client's 401 dance.
@@ -76,7 +77,8 @@ pub enum Auth {
     Signed {
         /// Index into the simulated users.
         user: u8,
-        /// Credential expiry relative to now, in seconds (negative: expired).
+        /// Credential expiry relative to the start of the run, in seconds, so
+        /// that one user keeps one username as the clock moves.
         ttl: i32,
         key: Key,
         /// 0 for a fresh nonce; otherwise the nonce was issued this many
@@ -90,7 +92,6 @@ pub enum Auth {
 
 /// One attribute of a simulated request. Indices pick among things the run
 /// has seen (peers, tokens) so that related requests meet.
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attr {
     Transport(u8),
@@ -111,7 +112,6 @@ pub enum Attr {
     },
 }
 
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub client: u8,
@@ -125,7 +125,6 @@ pub struct Request {
     pub fingerprint: bool,
 }
 
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     Request(Request),
@@ -694,9 +693,7 @@ impl Sim {
         } = &r.auth
         {
             let user = USERS[usize::from(*user) % USERS.len()];
-            let expiry = (self.now.unix as i64)
-                .saturating_add(i64::from(*ttl))
-                .max(0);
+            let expiry = (T0_UNIX as i64).saturating_add(i64::from(*ttl)).max(0);
             let username = format!("{expiry}:{user}");
             let secret = match key {
                 Key::Current => SECRETS[0],

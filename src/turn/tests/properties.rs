@@ -7,7 +7,8 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::sim::{Attr, Auth, Key, Op, Request, Sim, SimConfig};
+use super::sim::scripts::scripted_runs;
+use super::sim::{Attr, Auth, Key, Op, Request, Sim, SimConfig, codec};
 
 fn sim_config() -> impl Strategy<Value = SimConfig> {
     (
@@ -193,63 +194,49 @@ proptest! {
         if let Err(e) = Sim::run(&cfg, &ops) {
             prop_assert!(false, "{}", e);
         }
+        // The fuzz target's byte format reaches every run this test makes.
+        prop_assert_eq!(codec::decode(&codec::encode(&cfg, &ops)), (cfg, ops));
     }
 }
 
 /// The simulator itself must reach the interesting states, or the property
-/// above proves little: a scripted run allocates, binds a channel and relays.
+/// above proves little: the scripted runs (the fuzz seeds) allocate, bind
+/// channels, relay both ways and come back clean.
 #[test]
-fn simulator_reaches_relaying() {
-    let cfg = SimConfig {
-        ports: 4,
-        user_quota: 2,
-        max_allocations: 9,
-        max_bindings: 3,
-        dual_stack: true,
-        seed: 1,
-    };
-    let signed = Auth::Signed {
-        user: 0,
-        ttl: 3600,
-        key: Key::Current,
-        nonce_age: 0,
-        foreign_nonce: false,
-        wrong_realm: false,
-    };
-    let req = |method, attrs| {
-        Op::Request(Request {
-            client: 0,
-            method,
-            auth: signed.clone(),
-            attrs,
-            retransmit: false,
-            fingerprint: true,
-        })
-    };
-    let mut sim = Sim::new(&cfg);
-    sim.step(&req(1, vec![Attr::Transport(17)])).unwrap();
-    assert_eq!(sim.core().allocation_count(), 1);
-    sim.step(&req(4, vec![Attr::Channel(1), Attr::Peer(0)]))
-        .unwrap();
-    assert_eq!(sim.core().stats().channels_bound, 1);
-    sim.step(&Op::Peer {
-        relay: 0,
-        peer: 0,
-        len: 100,
-        spare: 3,
-    })
-    .unwrap();
-    sim.step(&Op::ChannelData {
-        client: 0,
-        channel: 1,
-        declared: 10,
-        payload: 10,
-    })
-    .unwrap();
-    let stats = sim.core().stats();
-    assert_eq!(
-        (stats.packets_to_client[0], stats.packets_to_peer[0]),
-        (1, 1)
-    );
-    sim.finish().unwrap();
+fn scripted_runs_reach_relaying() {
+    for (name, cfg, ops) in scripted_runs() {
+        let mut sim = Sim::new(&cfg);
+        for op in &ops {
+            sim.step(op).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let stats = sim.core().stats();
+        let relayed = |s: [u64; 3]| s.iter().sum::<u64>();
+        match name {
+            "channel_relay_udp" | "channel_relay_tcp" => {
+                assert_eq!(stats.channels_bound, 1, "{name}");
+                assert_eq!(relayed(stats.packets_to_client), 1, "{name}");
+                assert_eq!(relayed(stats.packets_to_peer), 1, "{name}");
+            }
+            "permission_send_refresh_delete" => {
+                assert_eq!(relayed(stats.packets_to_peer), 1, "{name}");
+                assert_eq!(relayed(stats.packets_to_client), 1, "{name}");
+                assert_eq!(sim.core().allocation_count(), 0, "{name}: deleted");
+            }
+            "even_port_reservation" | "dual_stack" => {
+                assert_eq!(sim.core().allocation_count(), 2, "{name}")
+            }
+            "relay_to_relay" => assert_eq!(relayed(stats.packets_to_client), 1, "{name}"),
+            "bind_failures_revoke_drain" => {
+                assert_eq!(sim.core().allocation_count(), 0, "{name}");
+                assert_eq!(stats.allocations_created, 1, "{name}");
+            }
+            _ => {}
+        }
+        sim.finish().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            codec::decode(&codec::encode(&cfg, &ops)),
+            (cfg, ops),
+            "{name}"
+        );
+    }
 }
