@@ -257,6 +257,8 @@ pub struct Sim {
     last_tid: HashMap<usize, [u8; 12]>,
     tid_counter: u64,
     port_range: (u16, u16),
+    /// Every datagram to and from clients, when asked for (seed corpora).
+    transcript: Option<Vec<(ClientAddr, Vec<u8>)>>,
 }
 
 impl Sim {
@@ -313,7 +315,17 @@ impl Sim {
             last_tid: HashMap::new(),
             tid_counter: 0,
             port_range,
+            transcript: None,
         }
+    }
+
+    /// Keeps every datagram clients send and receive from now on.
+    pub fn record_transcript(&mut self) {
+        self.transcript.get_or_insert_with(Vec::new);
+    }
+
+    pub fn transcript(&self) -> &[(ClientAddr, Vec<u8>)] {
+        self.transcript.as_deref().unwrap_or_default()
     }
 
     /// Runs `ops` and then [`Sim::finish`].
@@ -485,6 +497,9 @@ impl Sim {
         bytes: &[u8],
         is_request: bool,
     ) -> Result<(), String> {
+        if let Some(t) = self.transcript.as_mut() {
+            t.push((client, bytes.to_vec()));
+        }
         let sent = self
             .core
             .handle_client(client, bytes, self.now)
@@ -595,6 +610,9 @@ impl Sim {
                         answers += 1;
                     }
                     self.learn(&bytes)?;
+                    if let Some(t) = self.transcript.as_mut() {
+                        t.push((client, bytes));
+                    }
                 }
                 Command::BindRelay { relay, addr } => {
                     if self.open.iter().any(|(r, a)| *r == relay || *a == addr) {

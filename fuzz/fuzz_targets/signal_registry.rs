@@ -1,0 +1,263 @@
+//! The signaling room registry (`signal::rooms::Registry`) as a state
+//! machine: joins, resumes (right, stale and forged tokens, takeovers),
+//! leaves, detaches, grace expiries, signals and state changes from several
+//! peers over connections with small queues, in an order the input picks.
+//! After every step the registry's invariants must hold, its counts must
+//! match what the harness saw, and every peer that left must have had its
+//! TURN credential revoked exactly once.
+#![no_main]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use libfuzzer_sys::fuzz_target;
+use natbridge::signal::protocol::SignalKind;
+use natbridge::signal::rooms::{Connection, Outbound, Registry, turn_user};
+use serde_json::json;
+use tokio::sync::{Notify, mpsc};
+
+const ROOMS: [&str; 3] = ["a", "b", "standup-1.x"];
+const KINDS: [SignalKind; 4] = [
+    SignalKind::Offer,
+    SignalKind::Answer,
+    SignalKind::Candidate,
+    SignalKind::End,
+];
+
+struct Peer {
+    id: String,
+    room: &'static str,
+    token: String,
+    conn: Option<u64>,
+    generation: Option<u64>,
+    gone: bool,
+}
+
+struct Harness {
+    registry: Registry,
+    revoked: Arc<Mutex<Vec<String>>>,
+    peers: Vec<Peer>,
+    queues: HashMap<u64, mpsc::Receiver<Outbound>>,
+    next_conn: u64,
+    stale_tokens: Vec<String>,
+}
+
+impl Harness {
+    fn connection(&mut self) -> Connection {
+        self.next_conn += 1;
+        let (tx, rx) = mpsc::channel(4);
+        self.queues.insert(self.next_conn, rx);
+        Connection {
+            id: self.next_conn,
+            tx,
+            kill: Arc::new(Notify::new()),
+        }
+    }
+
+    fn peer(&self, n: u8) -> Option<usize> {
+        (!self.peers.is_empty()).then(|| usize::from(n) % self.peers.len())
+    }
+
+    fn check(&self) {
+        if let Err(e) = self.registry.check_invariants() {
+            panic!("{e}");
+        }
+        let live = self.peers.iter().filter(|p| !p.gone).count();
+        let (rooms, peers) = self.registry.counts();
+        assert_eq!(peers, live, "registry counts {peers} peers, {live} live");
+        let listed: usize = self.registry.rooms().iter().map(|r| r.peers).sum();
+        assert_eq!(listed, peers);
+        assert_eq!(self.registry.rooms().len(), rooms);
+        let revoked = self.revoked.lock().map(|r| r.clone()).unwrap_or_default();
+        let gone: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|p| p.gone)
+            .map(|p| turn_user(p.room, &p.id))
+            .collect();
+        let mut a = revoked.clone();
+        let mut b = gone;
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "revocations do not match departures");
+    }
+
+    /// Marks peers the registry removed (found by their revocation).
+    fn learn_departures(&mut self) {
+        let revoked = self.revoked.lock().map(|r| r.clone()).unwrap_or_default();
+        for p in &mut self.peers {
+            if !p.gone && revoked.contains(&turn_user(p.room, &p.id)) {
+                p.gone = true;
+            }
+        }
+    }
+
+    fn step(&mut self, op: u8, a: u8, b: u8, c: u8) {
+        match op % 10 {
+            0 => {
+                let room = ROOMS[usize::from(a) % ROOMS.len()];
+                let conn = self.connection();
+                let id = conn.id;
+                let capacity = 1 + usize::from(b % 4);
+                if let Ok(j) = self.registry.join(conn, room, format!("n{c}"), capacity) {
+                    assert_eq!(j.room, room);
+                    assert!(!j.resumed && j.queued.is_empty());
+                    assert!(j.others.len() < capacity);
+                    self.peers.push(Peer {
+                        id: j.peer_id,
+                        room,
+                        token: j.resume_token,
+                        conn: Some(id),
+                        generation: None,
+                        gone: false,
+                    });
+                }
+            }
+            1 => {
+                // Resume with the right token, a replaced one, or one made up,
+                // into the right room or another.
+                let conn = self.connection();
+                let id = conn.id;
+                let target = self.peer(a);
+                let token = match (b % 3, target) {
+                    (0, Some(i)) => self.peers[i].token.clone(),
+                    (1, _) if !self.stale_tokens.is_empty() => {
+                        self.stale_tokens[usize::from(c) % self.stale_tokens.len()].clone()
+                    }
+                    _ => format!("forged-{c}"),
+                };
+                let room = match (c % 4, target) {
+                    (0, _) | (_, None) => ROOMS[usize::from(c) % ROOMS.len()],
+                    (_, Some(i)) => self.peers[i].room,
+                };
+                let owner = self.peers.iter().position(|p| p.token == token && !p.gone);
+                match self.registry.resume(conn, room, &token) {
+                    Ok(j) => {
+                        let Some(i) = owner else {
+                            panic!("resumed with a token no live peer holds");
+                        };
+                        let p = &mut self.peers[i];
+                        assert_eq!(
+                            (j.peer_id.as_str(), j.room.as_str()),
+                            (p.id.as_str(), p.room)
+                        );
+                        assert!(j.resumed);
+                        assert_ne!(j.resume_token, token, "resume tokens are single use");
+                        if self.stale_tokens.len() < 32 {
+                            self.stale_tokens.push(std::mem::take(&mut p.token));
+                        }
+                        p.token = j.resume_token;
+                        p.conn = Some(id);
+                        p.generation = None;
+                    }
+                    Err(_) => assert!(owner.is_none_or(|i| self.peers[i].room != room)),
+                }
+            }
+            2 => {
+                if let Some(i) = self.peer(a) {
+                    let conn = if b % 4 == 0 {
+                        u64::from(c)
+                    } else {
+                        self.peers[i].conn.unwrap_or(0)
+                    };
+                    let left = self.registry.leave(&self.peers[i].id.clone(), conn);
+                    assert_eq!(
+                        left,
+                        !self.peers[i].gone && self.peers[i].conn == Some(conn)
+                    );
+                }
+            }
+            3 => {
+                if let Some(i) = self.peer(a) {
+                    let conn = if b % 4 == 0 {
+                        u64::from(c)
+                    } else {
+                        self.peers[i].conn.unwrap_or(0)
+                    };
+                    let attached = !self.peers[i].gone && self.peers[i].conn == Some(conn);
+                    let generation = self.registry.detach(&self.peers[i].id.clone(), conn);
+                    assert_eq!(generation.is_some(), attached);
+                    if let Some(g) = generation {
+                        self.peers[i].conn = None;
+                        self.peers[i].generation = Some(g);
+                    }
+                }
+            }
+            4 => {
+                if let Some(i) = self.peer(a) {
+                    let generation = match (b % 3, self.peers[i].generation) {
+                        (0, Some(g)) => g,
+                        _ => u64::from(c),
+                    };
+                    self.registry.expire(&self.peers[i].id.clone(), generation);
+                }
+            }
+            5 => {
+                if let (Some(i), Some(j)) = (self.peer(a), self.peer(b)) {
+                    let payload = json!({"n": c, "pad": "x".repeat(usize::from(c))});
+                    let kind = KINDS[usize::from(c) % KINDS.len()];
+                    let (from, to) = (self.peers[i].id.clone(), self.peers[j].id.clone());
+                    let sent = self.registry.signal(&from, &to, kind, &payload);
+                    let (p, q) = (&self.peers[i], &self.peers[j]);
+                    assert_eq!(
+                        sent.is_ok(),
+                        i != j && !p.gone && !q.gone && p.room == q.room
+                    );
+                }
+            }
+            6 => {
+                if let Some(i) = self.peer(a) {
+                    let bit = |n: u8| (b & n != 0).then_some(c & n != 0);
+                    self.registry
+                        .set_state(&self.peers[i].id.clone(), bit(1), bit(2), bit(4));
+                }
+            }
+            7 => {
+                // A connection's writer catches up.
+                if let Some(i) = self.peer(a)
+                    && let Some(rx) = self.peers[i].conn.and_then(|c| self.queues.get_mut(&c))
+                {
+                    while rx.try_recv().is_ok() {}
+                }
+            }
+            8 => {
+                let room = ROOMS[usize::from(a) % ROOMS.len()];
+                let listed = self.registry.room_peers(room);
+                let live = self
+                    .peers
+                    .iter()
+                    .filter(|p| !p.gone && p.room == room)
+                    .count();
+                assert_eq!(listed.map_or(0, |l| l.len()), live);
+            }
+            _ => {
+                // A connection that dropped its receiver (its task ended).
+                let conn = u64::from(a) % (self.next_conn + 1);
+                self.queues.remove(&conn);
+            }
+        }
+        self.learn_departures();
+        self.check();
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let revoked = Arc::new(Mutex::new(Vec::new()));
+    let log = revoked.clone();
+    let registry = Registry::new(Arc::new(move |user: &str| {
+        if let Ok(mut l) = log.lock() {
+            l.push(user.to_owned());
+        }
+    }));
+    let mut h = Harness {
+        registry,
+        revoked,
+        peers: Vec::new(),
+        queues: HashMap::new(),
+        next_conn: 0,
+        stale_tokens: Vec::new(),
+    };
+    for step in data.chunks_exact(4).take(512) {
+        h.step(step[0], step[1], step[2], step[3]);
+    }
+});
