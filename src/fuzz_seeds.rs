@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::turn::sim::scripts::scripted_runs;
+use crate::turn::sim::scripts::{findings, scripted_runs};
 use crate::turn::sim::{Sim, codec};
 use crate::turn::wire::{self, CHANNEL_HEADER_LEN, PacketKind};
 
@@ -74,6 +74,9 @@ fn turn_seeds() {
     }
     for (i, m) in messages.iter().enumerate() {
         write(&stun, &format!("message_{i:02}"), m);
+    }
+    for (name, cfg, ops) in findings() {
+        write(&core, name, &codec::encode(&cfg, &ops));
     }
     write(
         &framing,

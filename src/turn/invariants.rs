@@ -19,6 +19,13 @@ impl TurnCore {
         self.check_client_index()?;
         self.check_allocations()?;
         self.check_ports()?;
+        let bound = self.bound_relays().len();
+        if self.shared.live.count() != bound {
+            return Err(format!(
+                "{} live relay ports, {bound} bound relays",
+                self.shared.live.count()
+            ));
+        }
         self.check_quotas()
     }
 
@@ -44,6 +51,27 @@ impl TurnCore {
             return Err(format!(
                 "{} clients indexed for {} allocations",
                 self.by_client.len(),
+                self.allocations.len()
+            ));
+        }
+        let mut indexed = HashSet::new();
+        for (user, ids) in &self.by_user {
+            if ids.is_empty() {
+                return Err(format!("user {user:?} indexed with no allocation"));
+            }
+            for id in ids {
+                if !indexed.insert(*id) {
+                    return Err(format!("allocation {id} indexed twice by user"));
+                }
+                if self.allocations.get(id).is_none_or(|a| a.user() != user) {
+                    return Err(format!("user {user:?} indexes allocation {id}, not theirs"));
+                }
+            }
+        }
+        if indexed.len() != self.allocations.len() {
+            return Err(format!(
+                "{} allocations indexed by user, {} exist",
+                indexed.len(),
                 self.allocations.len()
             ));
         }
@@ -148,7 +176,26 @@ impl TurnCore {
                     place(port, "reserved")?;
                 }
             }
+            for a in self.allocations.values() {
+                if let Some(r) = a.relay(family)
+                    && r.bound != self.shared.live.contains(family, r.bind.port())
+                {
+                    return Err(format!(
+                        "{family:?} port {}: bound {} but live {}",
+                        r.bind.port(),
+                        r.bound,
+                        !r.bound
+                    ));
+                }
+            }
             let (min, max) = self.cfg.port_range;
+            if let Some(port) =
+                (min..=max).find(|&p| pool.is_free(p) != (seen.get(&p) == Some(&"free")))
+            {
+                return Err(format!(
+                    "{family:?} port {port}: free list and bitmap disagree"
+                ));
+            }
             if let Some(port) = seen.keys().find(|p| !(min..=max).contains(*p)) {
                 return Err(format!("{family:?} port {port} outside {min}-{max}"));
             }

@@ -19,10 +19,10 @@ mod relay;
 pub mod request;
 mod requests;
 mod retransmit;
-mod unauth_rate;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod sim;
+mod unauth_rate;
 
 #[cfg(test)]
 mod tests;

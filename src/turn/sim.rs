@@ -25,8 +25,8 @@ use stun::xoraddr::XorMappedAddress;
 use super::nonce::NonceIssuer;
 use super::wire::{self, CHANNEL_HEADER_LEN, PacketKind};
 use super::{
-    ClientAddr, Command, CoreConfig, Family, Now, PeerPolicy, RelayId, SharedState, Transport,
-    TurnCore,
+    ClientAddr, Command, CoreConfig, Family, Now, OwnAddresses, PeerPolicy, RelayId, SharedState,
+    Transport, TurnCore,
 };
 use crate::creds::{Secrets, password};
 
@@ -289,7 +289,18 @@ impl Sim {
             max_allocations: 1 + u32::from(cfg.max_allocations % 10),
             max_permissions: max_bindings,
             max_channels: max_bindings,
-            policy: PeerPolicy::new(&[], &[], false, relay_ips, port_range),
+            policy: PeerPolicy::new(
+                &[],
+                &[],
+                false,
+                OwnAddresses {
+                    relay: relay_ips,
+                    host: vec![[192, 0, 2, 53].into()],
+                },
+            ),
+            max_ttl: 0,
+            // Some runs limit unauthenticated answers, most do not.
+            unauth_replies_per_ip: (cfg.seed % 3) as u32,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
         let shared = Arc::new(SharedState::new(port_range, &mut rng));
@@ -417,7 +428,7 @@ impl Sim {
             Op::Revoke { user, until } => {
                 let user = USERS[usize::from(*user) % USERS.len()];
                 self.core
-                    .revoke_user(user, self.now.unix + u64::from(*until));
+                    .revoke_user(user, self.now.unix + u64::from(*until), self.now);
             }
             Op::Closed { client } => {
                 let (_, client) = self.client(*client);
@@ -485,8 +496,22 @@ impl Sim {
                 "core thinks {core_view:?} are bound, driver holds {driver_view:?}"
             ));
         }
-        if self.core.allocation_count() > 0 && self.core.poll_timeout().is_none() {
-            return Err("allocations but no timer".into());
+        // The driver sleeps until poll_timeout: it must not be later than the
+        // first allocation's expiry (plus a sweep interval), or the
+        // allocation and its port and quota outlive their lifetime.
+        let first_expiry = self.core.allocations.values().map(|a| a.expires).min();
+        if let Some(expiry) = first_expiry {
+            let due = expiry.max(self.now.mono) + Duration::from_secs(1);
+            match self.core.poll_timeout() {
+                None => return Err("allocations but no timer".into()),
+                Some(t) if t > due => {
+                    return Err(format!(
+                        "next sweep {:?} after the first allocation expires",
+                        t - due
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         Ok(())
     }
@@ -507,7 +532,7 @@ impl Sim {
         if let Some((relay, peer, len)) = sent {
             self.check_peer_send(relay, peer, len)?;
         }
-        let answers = self.drive(Some(client))?;
+        let answers = self.drive(Some((client, bytes.len())))?;
         if is_request && answers > 1 {
             return Err(format!("{answers} answers to one datagram"));
         }
@@ -601,13 +626,31 @@ impl Sim {
     /// Plays the driver: answers binds at once (as the real one does), closes
     /// relays, and checks what goes to clients. Returns how many messages
     /// went to `requester`.
-    fn drive(&mut self, requester: Option<ClientAddr>) -> Result<usize, String> {
+    fn drive(&mut self, requester: Option<(ClientAddr, usize)>) -> Result<usize, String> {
         let mut answers = 0;
         while let Some(cmd) = self.core.poll_command() {
             match cmd {
                 Command::ToClient { client, bytes } => {
-                    if Some(client) == requester {
+                    if let Some((from, request_len)) = requester
+                        && from == client
+                    {
                         answers += 1;
+                        // Anyone can spoof a UDP source: an error for an
+                        // unproven sender must not amplify what it sent. The
+                        // 401/438 challenge (it carries a NONCE) and the
+                        // Binding answer are exempt by design; the per-source
+                        // rate limit bounds those.
+                        let unproven_error = wire::decode(&bytes).is_ok_and(|m| {
+                            m.typ.class == CLASS_ERROR_RESPONSE
+                                && !m.contains(ATTR_MESSAGE_INTEGRITY)
+                                && !m.contains(ATTR_NONCE)
+                        });
+                        if unproven_error && bytes.len() > 2 * request_len {
+                            return Err(format!(
+                                "{}-byte unauthenticated error to {request_len} bytes",
+                                bytes.len()
+                            ));
+                        }
                     }
                     self.learn(&bytes)?;
                     if let Some(t) = self.transcript.as_mut() {

@@ -148,3 +148,42 @@ pub fn scripted_runs() -> Vec<(&'static str, SimConfig, Vec<Op>)> {
     runs.push(("bind_failures_revoke_drain", cfg(false), ops));
     runs
 }
+
+/// Inputs that broke an invariant, minimized, kept as seeds so every fuzz
+/// run starts from them, and as a test once their fixes are in.
+pub fn findings() -> Vec<(&'static str, SimConfig, Vec<Op>)> {
+    let mut runs = Vec::new();
+    // A credential that expires hours from now schedules the next sweep for
+    // then (seen users expire with it); an allocation made after that sweep
+    // must still be expired after its own lifetime, not hours later.
+    let mut ops = allocate(0, 0, vec![]);
+    ops.extend([
+        Op::Advance {
+            millis: 601_000,
+            sweep: true,
+        },
+        req(2, ALLOCATE, signed(1), vec![Attr::Transport(17)]),
+        Op::Advance {
+            millis: 700_000,
+            sweep: true,
+        },
+    ]);
+    let mut cfg_sweep = cfg(false);
+    cfg_sweep.seed = 0;
+    runs.push(("finding_allocation_outlives_lifetime", cfg_sweep, ops));
+    // A dual-stack Allocate on a one-port range: the IPv4 bind fails and no
+    // port is left to retry, so the allocation goes, but its queued IPv6
+    // BindRelay still reaches the driver, which binds a socket nobody closes.
+    let mut ops = vec![Op::FailBinds { count: 1 }];
+    ops.push(req(
+        0,
+        ALLOCATE,
+        signed(0),
+        vec![Attr::Transport(17), Attr::AdditionalFamily(2)],
+    ));
+    let mut cfg_bind = cfg(true);
+    cfg_bind.ports = 0;
+    cfg_bind.seed = 0;
+    runs.push(("finding_bind_after_allocation_removed", cfg_bind, ops));
+    runs
+}

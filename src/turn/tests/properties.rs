@@ -7,7 +7,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::sim::scripts::scripted_runs;
+use super::sim::scripts::{findings, scripted_runs};
 use super::sim::{Attr, Auth, Key, Op, Request, Sim, SimConfig, codec};
 
 fn sim_config() -> impl Strategy<Value = SimConfig> {
@@ -238,5 +238,17 @@ fn scripted_runs_reach_relaying() {
             (cfg, ops),
             "{name}"
         );
+    }
+}
+
+/// The fuzz findings in the TURN core, replayed. Ignored until their fixes
+/// land on main (docs/fuzzing.md lists them); then this runs with the rest.
+#[test]
+#[ignore = "fails until the TURN core fixes for the fuzz findings land"]
+fn fuzz_findings_stay_fixed() {
+    for (name, cfg, ops) in findings() {
+        if let Err(e) = Sim::run(&cfg, &ops) {
+            panic!("{name}: {e}");
+        }
     }
 }
