@@ -168,7 +168,8 @@ fn credential_seeds() {
         ("colons_in_user", "1800003600:a:b:c"),
     ] {
         let mut seed = now.to_vec();
-        seed.push(1);
+        // One minute of grace; a maximum TTL of a day.
+        seed.extend([1, 24]);
         seed.extend_from_slice(username.as_bytes());
         write(&dir, name, &seed);
     }

@@ -1,7 +1,8 @@
 //! Room token verification (`signal::jwt::verify`): arbitrary tokens, and
 //! tokens correctly signed over arbitrary headers and claims, so parsing
 //! past the signature check is reached too. Only a token for the asked room,
-//! signed with the key and not expired, may pass.
+//! signed with the key, not expired, not before its nbf and not further
+//! ahead than the maximum lifetime, may pass.
 #![no_main]
 
 use base64::Engine;
@@ -20,6 +21,12 @@ const HEADERS: [&str; 5] = [
     r#"{"alg":"HS256","crit":["exp"]}"#,
     r#"{"alg":"RS256"}"#,
 ];
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 fn sign(header: &[u8], claims: &[u8]) -> String {
     let input = format!("{}.{}", B64.encode(header), B64.encode(claims));
@@ -43,8 +50,16 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => String::from_utf8_lossy(rest).into_owned(),
     };
-    if let Ok(claims) = jwt::verify(SECRET, &token, ROOM) {
+    // signaling.jwt_max_lifetime: a day, or no limit.
+    let max_lifetime = if mode & 0x80 != 0 { 86_400 } else { u64::MAX };
+    let before = unix_now();
+    let verdict = jwt::verify(SECRET, &token, ROOM, max_lifetime);
+    let after = unix_now();
+    if let Ok(claims) = verdict {
         assert_eq!(claims.room, ROOM);
         assert_ne!(mode % 8, 1, "an unsigned token passed");
+        assert!(claims.exp >= before, "an expired token passed");
+        assert!(claims.exp.saturating_sub(after) <= max_lifetime);
+        assert!(claims.nbf.is_none_or(|nbf| nbf <= after));
     }
 });

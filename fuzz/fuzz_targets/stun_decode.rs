@@ -23,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
     }
     match wire::decode(data) {
         Ok(mut msg) => {
+            // Decoding cost stays linear: the attribute count is capped.
+            assert!(msg.attributes.0.len() <= wire::MAX_ATTRIBUTES);
             let _ = wire::has_fingerprint(&msg);
             assert!(wire::covered_attributes(&msg).count() <= msg.attributes.0.len());
             let unknown = wire::unknown_required(&msg, &[ATTR_USERNAME]);
