@@ -25,8 +25,8 @@ use stun::xoraddr::XorMappedAddress;
 use super::nonce::NonceIssuer;
 use super::wire::{self, CHANNEL_HEADER_LEN, PacketKind};
 use super::{
-    ClientAddr, Command, CoreConfig, Family, Now, OwnAddresses, PeerPolicy, RelayId, SharedState,
-    Transport, TurnCore,
+    ClientAddr, Command, CoreConfig, Family, Now, OwnAddresses, PeerPolicy, RelayAddress, RelayId,
+    SharedState, Transport, TurnCore,
 };
 use crate::creds::{Secrets, password};
 
@@ -278,8 +278,14 @@ impl Sim {
         let core_cfg = CoreConfig {
             realm: REALM.into(),
             secrets: secrets.unwrap_or_else(|| Secrets::random(&mut rand::rng())),
-            relay_v4: Some((relay_v4, public_v4)),
-            relay_v6: cfg.dual_stack.then_some((relay_v6, public_v6)),
+            relay_v4: Some(RelayAddress {
+                bind: relay_v4,
+                advertised: public_v4,
+            }),
+            relay_v6: cfg.dual_stack.then_some(RelayAddress {
+                bind: relay_v6,
+                advertised: public_v6,
+            }),
             port_range,
             default_lifetime: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(3600),
@@ -578,9 +584,9 @@ impl Sim {
     }
 
     fn advertised(&self, relay: RelayId) -> Option<SocketAddr> {
-        let (_, public) = match relay.family {
-            Family::V4 => self.core.cfg.relay_v4?,
-            Family::V6 => self.core.cfg.relay_v6?,
+        let public = match relay.family {
+            Family::V4 => self.core.cfg.relay_v4?.advertised,
+            Family::V6 => self.core.cfg.relay_v6?.advertised,
         };
         let (_, bind) = self.open.iter().find(|(r, _)| *r == relay)?;
         Some(SocketAddr::new(public, bind.port()))

@@ -1,10 +1,12 @@
 //! Consistency checks over the registry, for the fuzz target that drives it
 //! with joins, resumes, leaves and signals from many peers: rooms, peers and
-//! resume tokens must keep pointing at each other whatever the order.
+//! resume tokens must keep pointing at each other whatever the order, and a
+//! peer's resume queue must be charged exactly what it holds.
 
 use std::collections::HashSet;
 
-use super::{QUEUE_WHILE_AWAY, Registry};
+use super::Registry;
+use crate::signal::outbox::text_cost;
 
 impl Registry {
     #[doc(hidden)]
@@ -54,8 +56,23 @@ impl Registry {
             }
         }
         for (id, p) in &inner.peers {
-            if p.away_queue.len() > QUEUE_WHILE_AWAY {
-                return Err(format!("peer {id} queues {} signals", p.away_queue.len()));
+            let queued: u64 = p.away_queue.iter().map(|t| text_cost(t)).sum();
+            if p.away_bytes.held() != queued {
+                return Err(format!(
+                    "peer {id}: {} bytes charged for {queued} bytes of queued signals",
+                    p.away_bytes.held()
+                ));
+            }
+            if queued > p.away_bytes.limit() {
+                return Err(format!(
+                    "peer {id} queues {queued} bytes, limit {}",
+                    p.away_bytes.limit()
+                ));
+            }
+            if p.conn.is_some() != p.away_slot.is_none() {
+                return Err(format!(
+                    "peer {id}: connected and holding an away slot, or neither"
+                ));
             }
             if p.conn.is_some() && !p.away_queue.is_empty() {
                 return Err(format!("connected peer {id} has signals waiting"));
