@@ -381,11 +381,11 @@ impl Sim {
             Op::Request(r) => {
                 let (i, client) = self.client(r.client);
                 let bytes = self.request(i, r);
-                self.from_client(client, &bytes, true)?;
+                self.client_sends(client, &bytes, true)?;
             }
             Op::Raw { client, bytes } => {
                 let (_, client) = self.client(*client);
-                self.from_client(client, bytes, true)?;
+                self.client_sends(client, bytes, true)?;
             }
             Op::ChannelData {
                 client,
@@ -397,7 +397,7 @@ impl Sim {
                 let mut frame = channel(*number).to_be_bytes().to_vec();
                 frame.extend_from_slice(&declared.to_be_bytes());
                 frame.resize(CHANNEL_HEADER_LEN + usize::from(*payload % 2048), 0xA5);
-                self.from_client(client, &frame, false)?;
+                self.client_sends(client, &frame, false)?;
             }
             Op::Send {
                 client,
@@ -407,7 +407,7 @@ impl Sim {
             } => {
                 let (i, client) = self.client(*client);
                 let bytes = self.send_indication(i, self.peer(*peer), *payload, *fingerprint);
-                self.from_client(client, &bytes, false)?;
+                self.client_sends(client, &bytes, false)?;
             }
             Op::Peer {
                 relay,
@@ -418,7 +418,7 @@ impl Sim {
                 if !self.open.is_empty() {
                     let (relay, _) = self.open[usize::from(*relay) % self.open.len()];
                     let peer = self.peer(*peer);
-                    self.from_peer(relay, peer, usize::from(*len), usize::from(*spare % 8))?;
+                    self.peer_sends(relay, peer, usize::from(*len), usize::from(*spare % 8))?;
                 }
             }
             Op::Advance { millis, sweep } => {
@@ -522,7 +522,7 @@ impl Sim {
         Ok(())
     }
 
-    fn from_client(
+    fn client_sends(
         &mut self,
         client: ClientAddr,
         bytes: &[u8],
@@ -578,7 +578,7 @@ impl Sim {
             .iter()
             .find(|(r, bind)| bind.port() == peer.port() && self.advertised(*r) == Some(peer));
         if let Some(&(target, _)) = target {
-            self.from_peer(target, source, len, 3)?;
+            self.peer_sends(target, source, len, 3)?;
         }
         Ok(())
     }
@@ -592,7 +592,7 @@ impl Sim {
         Some(SocketAddr::new(public, bind.port()))
     }
 
-    fn from_peer(
+    fn peer_sends(
         &mut self,
         relay: RelayId,
         peer: SocketAddr,

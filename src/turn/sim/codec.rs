@@ -145,7 +145,7 @@ const WRONG_REALM: u8 = 2;
 const AGED_NONCE: u8 = 4;
 
 fn auth(r: &mut Reader) -> Auth {
-    if r.u8() % 4 == 0 {
+    if r.u8().is_multiple_of(4) {
         return Auth::None;
     }
     let user = r.u8();
