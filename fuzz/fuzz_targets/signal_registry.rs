@@ -227,7 +227,7 @@ impl Harness {
             }
             2 => {
                 if let Some(i) = self.peer(a) {
-                    let conn = if b % 4 == 0 {
+                    let conn = if b.is_multiple_of(4) {
                         u64::from(c)
                     } else {
                         self.peers[i].conn.unwrap_or(0)
@@ -241,7 +241,7 @@ impl Harness {
             }
             3 => {
                 if let Some(i) = self.peer(a) {
-                    let conn = if b % 4 == 0 {
+                    let conn = if b.is_multiple_of(4) {
                         u64::from(c)
                     } else {
                         self.peers[i].conn.unwrap_or(0)
