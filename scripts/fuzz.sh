@@ -6,6 +6,8 @@
 # log in fuzz/logs/<target>.log. Needs the nightly toolchain and cargo-fuzz
 # (docs/fuzzing.md).
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+#        FUZZ_MAX_RUNS=10000000 scripts/fuzz.sh 1800 stun_decode
+#        (stops a target at that many executions if it gets there first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +43,8 @@ for target in "${targets[@]}"; do
     if ! (cd fuzz && cargo +nightly fuzz run "${build_flags[@]}" "$target" \
         "corpus/$target" "seeds/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1) >"fuzz/logs/$target.log" 2>&1; then
+        -print_final_stats=1 ${FUZZ_MAX_RUNS:+-runs=$FUZZ_MAX_RUNS}) \
+        >"fuzz/logs/$target.log" 2>&1; then
         status=FAILED
         failed+=("$target")
     fi
