@@ -38,6 +38,7 @@ for target in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
     log "fuzzing $target for ${seconds}s"
     status=ok
+    started=$(date +%s)
     # The first corpus directory collects what the run finds (ignored by
     # git); fuzz/seeds/<target> holds the committed seeds, read only.
     if ! (cd fuzz && cargo +nightly fuzz run "${build_flags[@]}" "$target" \
@@ -48,6 +49,7 @@ for target in "${targets[@]}"; do
         status=FAILED
         failed+=("$target")
     fi
+    elapsed=$(($(date +%s) - started))
     last=$(grep -E '^#[0-9]+' "fuzz/logs/$target.log" | tail -n 1 || true)
     execs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "fuzz/logs/$target.log" |
         grep -oE '[0-9]+$' || echo "${last%% *}")
@@ -55,12 +57,12 @@ for target in "${targets[@]}"; do
     ft=$(grep -oE 'ft: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || echo '?')
     corp=$(grep -oE 'corp: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || echo '?')
     execs=${execs#\#}
-    echo "$target: $status, ${execs:-?} executions, cov ${cov} ft ${ft}, corpus ${corp}"
+    echo "$target: $status, ${elapsed}s, ${execs:-?} executions, cov ${cov} ft ${ft}, corpus ${corp}"
     if [ "$status" != ok ]; then
         grep -E 'ERROR|panicked|Test unit written|SUMMARY|ALARM|Failing input' \
             "fuzz/logs/$target.log" | head -n 20 || true
     fi
-    rows+=("$(printf '%-16s %7s %6ss %12s %7s %7s %6s' "$target" "$status" "$seconds" \
+    rows+=("$(printf '%-16s %7s %6ss %12s %7s %7s %6s' "$target" "$status" "$elapsed" \
         "${execs:-?}" "$cov" "$ft" "$corp")")
 done
 
