@@ -104,6 +104,12 @@ fn signal_seeds() {
     for (i, m) in messages.iter().enumerate() {
         write(&parse, &format!("message_{i:02}"), m.as_bytes());
     }
+    // What signal_parse found: escaping made a cut reason long again.
+    let escapes = format!(
+        r#"{{"type":"{}ffer","payload":{{"ype":"offer","sdp":"v=0\r\n"}}}}"#,
+        "\u{7f}".repeat(54)
+    );
+    write(&parse, "finding_escaped_reason", escapes.as_bytes());
     // signal_registry reads 4-byte steps: op, a, b, c.
     let registry = seeds_dir("signal_registry");
     let join = |room: u8| [0, room, 3, 0];
