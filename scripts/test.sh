@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test natbridge has, installing what the tests need when it is
 # missing: Debian's coturn (its turnutils_* test clients), systemd (for
-# systemd-analyze), chromium (browser tests), cargo-deb (package test), and
-# the npm packages pinned in tests/browser/package-lock.json.
+# systemd-analyze), chromium (browser tests), cargo-deb (package test), the
+# npm packages pinned in tests/browser/package-lock.json, and cargo-fuzz when
+# the nightly toolchain is there (the fuzz targets then run 20 s each).
 # Usage: scripts/test.sh            (from anywhere; CI runs it via .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,3 +78,18 @@ cargo test --release
 
 stage "browser tests (Chromium via playwright-core)"
 NATBRIDGE_BIN="$PWD/target/release/natbridge" bash tests/browser/run.sh
+
+# Fuzzing needs the nightly toolchain; without it the tests above are the
+# whole run, and this says so.
+if cargo +nightly --version >/dev/null 2>&1; then
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+        log "installing cargo-fuzz"
+        cargo install cargo-fuzz --locked --quiet
+    fi
+    log "cargo fmt --check (fuzz crate)"
+    cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+    log "fuzzing: every target for 20 s (scripts/fuzz.sh)"
+    bash scripts/fuzz.sh 20
+else
+    log "SKIPPED fuzzing: no nightly toolchain (rustup toolchain install nightly, then rerun)"
+fi

@@ -43,3 +43,6 @@ pub mod signal;
 pub mod tls;
 pub mod turn;
 pub mod untrusted;
+
+#[cfg(test)]
+mod fuzz_seeds;

@@ -35,6 +35,47 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, Garbage> {
     Ok((buf.len() >= total).then_some(total))
 }
 
+/// The bytes a stream delivered that are not yet cut into frames.
+#[derive(Debug, Default)]
+pub struct FrameBuffer {
+    pending: Vec<u8>,
+}
+
+impl FrameBuffer {
+    pub fn new() -> FrameBuffer {
+        FrameBuffer {
+            pending: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Appends what a read returned and hands every whole frame to `frame`,
+    /// in order. An error means the connection must close: a stream that
+    /// stops looking like STUN or ChannelData cannot be resynchronised.
+    pub fn push(&mut self, bytes: &[u8], mut frame: impl FnMut(&[u8])) -> Result<(), &'static str> {
+        self.pending.extend_from_slice(bytes);
+        let mut at = 0;
+        loop {
+            let len = match frame_len(&self.pending[at..]) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(Garbage) => return Err("not STUN or ChannelData: cannot resynchronise"),
+            };
+            frame(&self.pending[at..at + len]);
+            at += len;
+        }
+        self.pending.drain(..at);
+        if self.pending.len() > MAX_FRAME {
+            return Err("frame too large");
+        }
+        Ok(())
+    }
+
+    /// How many bytes wait for the rest of their frame.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +121,24 @@ mod tests {
             frame_len(&[0x40, 0x01, 0x00, 0x01, 9, 0, 0, 0]),
             Ok(Some(8))
         );
+    }
+
+    #[test]
+    fn frame_buffer_cuts_the_same_frames_whatever_the_reads() {
+        let mut stream = stun(4);
+        stream.extend_from_slice(&[0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0]);
+        stream.extend_from_slice(&stun(0));
+        for read in [1, 3, 7, stream.len()] {
+            let mut buffer = FrameBuffer::new();
+            let mut lens = Vec::new();
+            for chunk in stream.chunks(read) {
+                buffer.push(chunk, |f| lens.push(f.len())).unwrap();
+            }
+            assert_eq!(lens, vec![24, 12, 20], "reads of {read}");
+            assert_eq!(buffer.pending(), 0);
+        }
+        let mut buffer = FrameBuffer::new();
+        assert!(buffer.push(&[0x16, 0x03, 0x01], |_| {}).is_err());
     }
 
     #[test]

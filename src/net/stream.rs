@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
-use super::framing::{MAX_FRAME, frame_len};
+use super::framing::FrameBuffer;
 use super::worker::{State, process_commands};
 use super::{WarnEvery, out_of_descriptors};
 use crate::budget::{ITEM_OVERHEAD, Pool, QueueBytes, QueueKind};
@@ -241,7 +241,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
     settings: &StreamSettings,
     kill: &Notify,
 ) -> Result<(), &'static str> {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut frames = FrameBuffer::new();
     let mut chunk = vec![0u8; 16 * 1024];
     // The connection may go without an allocation for idle_timeout at a
     // time: after it connects, and again whenever its allocation is gone
@@ -264,21 +264,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 return Err("no allocation for the idle timeout");
             }
         };
-        buf.extend_from_slice(&chunk[..n]);
-        let mut at = 0;
-        loop {
-            let len = match frame_len(&buf[at..]) {
-                Ok(Some(len)) => len,
-                Ok(None) => break,
-                Err(_) => return Err("not STUN or ChannelData: cannot resynchronise"),
-            };
-            handle_frame(state, client, &buf[at..at + len]);
-            at += len;
-        }
-        buf.drain(..at);
-        if buf.len() > MAX_FRAME {
-            return Err("frame too large");
-        }
+        frames.push(&chunk[..n], |frame| handle_frame(state, client, frame))?;
         if idle.allocated {
             let has = state.borrow().core.has_allocation(client);
             idle.on_frames(has, tokio::time::Instant::now());

@@ -139,7 +139,10 @@ fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
         Some(v) => {
             return Err(ProtoError::new(
                 ErrorCode::UnsupportedVersion,
-                format!("protocol version {v} is not supported; this server speaks v{VERSION}"),
+                format!(
+                    "protocol version {} is not supported; this server speaks v{VERSION}",
+                    truncate(&v.to_string(), 20)
+                ),
             ));
         }
     }
@@ -175,7 +178,10 @@ fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
                 other => {
                     return Err(ProtoError::new(
                         ErrorCode::BadMessage,
-                        format!("kind must be offer, answer, candidate or end, not {other:?}"),
+                        format!(
+                            "kind must be offer, answer, candidate or end, not {}",
+                            quoted(other, 40)
+                        ),
                     ));
                 }
             };
@@ -197,10 +203,18 @@ fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
         other => {
             return Err(ProtoError::new(
                 ErrorCode::UnknownType,
-                format!("unknown message type {:?}", truncate(other, 40)),
+                format!("unknown message type {}", quoted(other, 40)),
             ));
         }
     })
+}
+
+/// `s` in quotes, escaped, cut to `max` characters of the escaped form: a
+/// reason quotes what the client sent, and control characters escape to up
+/// to ten characters each, so cutting before escaping bounds nothing.
+fn quoted(s: &str, max: usize) -> String {
+    let escaped: String = s.escape_debug().take(max).collect();
+    format!("\"{escaped}\"")
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -338,6 +352,21 @@ mod tests {
             "bad_message"
         );
         assert_eq!(code(r#"{"type":"state","audio":"yes"}"#), "bad_message");
+        // Found writing the signal_parse fuzz target: reasons echoed the
+        // whole kind or version, so an error was as large as its cause.
+        let long = "k".repeat(10_000);
+        let long_kind = format!(r#"{{"type":"signal","to":"a","kind":"{long}"}}"#);
+        assert!(parse(&long_kind).unwrap_err().1.reason.len() < 128);
+        let long_version = format!(r#"{{"type":"ping","v":"{long}"}}"#);
+        assert!(parse(&long_version).unwrap_err().1.reason.len() < 128);
+        // Found by signal_parse: 40 DEL characters escape to 240 bytes.
+        let escapes = "\u{7f}".repeat(1000);
+        for text in [
+            format!(r#"{{"type":"{escapes}"}}"#),
+            format!(r#"{{"type":"signal","to":"a","kind":"{escapes}"}}"#),
+        ] {
+            assert!(parse(&text).unwrap_err().1.reason.len() < 128);
+        }
         let (re, _) = parse(r#"{"type":"nope","id":"abc"}"#).unwrap_err();
         assert_eq!(re, Some(json!("abc")));
     }

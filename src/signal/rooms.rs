@@ -17,6 +17,8 @@ use crate::untrusted::Untrusted;
 
 pub use super::outbox::Outbound;
 
+mod invariants;
+
 /// How the registry reaches a connected peer.
 #[derive(Debug, Clone)]
 pub struct Connection {

@@ -14,10 +14,14 @@ pub mod wire;
 
 mod allocate;
 mod auth;
+mod invariants;
 mod relay;
 pub mod request;
 mod requests;
 mod retransmit;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod sim;
 mod unauth_rate;
 
 #[cfg(test)]

@@ -124,6 +124,12 @@ impl RelayPortPool {
     pub fn is_free(&self, port: u16) -> bool {
         self.is_free.contains(port)
     }
+
+    /// For the invariant checks: which ports are free.
+    #[doc(hidden)]
+    pub fn free_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.free.iter().copied()
+    }
 }
 
 #[cfg(test)]

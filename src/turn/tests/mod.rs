@@ -18,6 +18,7 @@ use super::*;
 
 mod allocations;
 mod hostile;
+mod properties;
 mod relaying;
 
 use crate::creds::{Secrets, password};
