@@ -83,12 +83,11 @@ NATBRIDGE_BIN="$PWD/target/release/natbridge" bash tests/browser/run.sh
 # whole run, and this says so.
 if cargo +nightly --version >/dev/null 2>&1; then
     if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-        log "installing cargo-fuzz"
+        stage "installing cargo-fuzz"
         cargo install cargo-fuzz --locked --quiet
     fi
-    log "cargo fmt --check (fuzz crate)"
+    stage "fuzzing: fmt, then every target for 20 s (scripts/fuzz.sh)"
     cargo fmt --manifest-path fuzz/Cargo.toml -- --check
-    log "fuzzing: every target for 20 s (scripts/fuzz.sh)"
     bash scripts/fuzz.sh 20
 else
     log "SKIPPED fuzzing: no nightly toolchain (rustup toolchain install nightly, then rerun)"
