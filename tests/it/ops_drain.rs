@@ -1,0 +1,205 @@
+//! Stop and drain on SIGTERM (docs/operations.md, "Stop"): signaling clients
+//! get `bye {reason: "shutdown", retryAfterMs}`, new allocations are refused
+//! with 508, existing allocations keep relaying, and the process exits 0 once
+//! `service.drain_timeout` has passed.
+
+use std::time::{Duration, Instant};
+
+use crate::common::http::http_get;
+use crate::common::ws::{WsClient, type_of, wait_http};
+use crate::common::*;
+use serde_json::Value;
+
+const DRAIN_TIMEOUT_S: u64 = 3;
+
+fn send_signal(pid: u32, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) with the pid of a child this test spawned and still owns.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Sends `payload` over channel `ch` and expects the echo back (a few tries:
+/// UDP, even on loopback).
+async fn relay_roundtrip(client: &mut StunClient, ch: u16, payload: &[u8], what: &str) {
+    for _ in 0..3 {
+        client.send_channel_data(ch, payload).await;
+        match client.recv_data(Duration::from_millis(500)).await {
+            Some(Incoming::ChannelData { number, data }) if data == payload => {
+                assert_eq!(number, ch, "{what}: echo on the wrong channel");
+                return;
+            }
+            Some(other) => panic!("{what}: unexpected data {other:?}"),
+            None => continue,
+        }
+    }
+    panic!("{what}: no echo through the allocation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_exits_zero() {
+    let echo = EchoPeer::start().await;
+    let cfg = Config {
+        extra_toml: format!("\n[service]\ndrain_timeout = {DRAIN_TIMEOUT_S}\n"),
+        ..Config::allow_loopback()
+    };
+    let mut daemon = Daemon::start(cfg);
+    wait_http(daemon.http).await;
+
+    let mut ws = WsClient::connect(daemon.http, "ws").await;
+    ws.join("drain-room", "Ada").await;
+
+    let mut alice = daemon.client_for("alice").await;
+    alice.allocate_ok().await;
+    let ch = 0x4001;
+    let res = alice.channel_bind(ch, echo.addr).await;
+    expect_success(&res, "ChannelBind to the echo peer");
+    relay_roundtrip(&mut alice, ch, b"before SIGTERM", "before SIGTERM").await;
+
+    // Primed before the signal, so that during the drain only the
+    // authenticated Allocate is left to send.
+    let mut late = daemon.client_for("bob").await;
+    late.prime().await;
+
+    let t0 = Instant::now();
+    send_signal(daemon.pid(), libc::SIGTERM);
+
+    // The WebSocket is told to go.
+    let bye = ws
+        .wait_for("bye after SIGTERM", Duration::from_secs(5), |v| {
+            type_of(v) == "bye"
+        })
+        .await;
+    assert_eq!(
+        bye["reason"],
+        Value::from("shutdown"),
+        "bye reason on SIGTERM: {bye}"
+    );
+    let retry = bye["retryAfterMs"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("bye on shutdown should carry a numeric retryAfterMs: {bye}"));
+    assert!(retry > 0, "retryAfterMs should be positive: {bye}");
+    let (after_bye, _) = ws.expect_closed(Duration::from_secs(5)).await;
+    assert!(
+        after_bye.is_empty(),
+        "nothing should follow bye before the close: {after_bye:?}"
+    );
+
+    // New allocations are refused with 508 during the drain. The workers
+    // learn of the drain asynchronously: allow them a moment (bounded).
+    let deadline = Instant::now() + Duration::from_millis(500);
+    for n in 0.. {
+        let mut fresh = daemon.client_for(&format!("carol{n}")).await;
+        let res = fresh.allocate().await;
+        if error_code(&res) == Some(508) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Allocate on a new socket during the drain: expected 508, got {}",
+            describe(&res)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let res = late.allocate().await;
+    expect_error(&res, 508, "Allocate during the drain");
+
+    // /metrics says so.
+    let m = http_get(daemon.http, "/metrics", &[]).await;
+    assert_eq!(m.status, 200, "/metrics during the drain: {}", m.body);
+    assert!(
+        m.body.lines().any(|l| l == "natbridge_draining 1"),
+        "natbridge_draining should be 1 during the drain:\n{}",
+        m.body
+    );
+
+    // The existing allocation keeps relaying about 1 s into the drain.
+    let one_s = t0 + Duration::from_secs(1);
+    tokio::time::sleep_until(one_s.into()).await;
+    relay_roundtrip(&mut alice, ch, b"during drain", "1 s after SIGTERM").await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(DRAIN_TIMEOUT_S),
+        "test too slow: the drain-time relay check ended after {:?}",
+        t0.elapsed()
+    );
+    daemon.assert_alive();
+
+    // Exit 0 once the drain timeout has passed (an allocation is still open,
+    // so not before).
+    let status =
+        tokio::task::block_in_place(|| daemon.wait_exit(Duration::from_secs(DRAIN_TIMEOUT_S + 5)));
+    let elapsed = t0.elapsed();
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the daemon had not exited {:?} after SIGTERM (drain_timeout = {DRAIN_TIMEOUT_S} s)",
+            elapsed
+        )
+    });
+    assert!(
+        status.success(),
+        "the daemon should exit 0 after draining, got {status}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(DRAIN_TIMEOUT_S * 1000 - 500),
+        "with an allocation still open the daemon should drain for drain_timeout \
+         ({DRAIN_TIMEOUT_S} s), but it exited after {elapsed:?}"
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("drain timeout reached"),
+        "the log should say the drain timed out:\n{log}"
+    );
+}
+
+/// A second SIGTERM cuts the drain short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_sigterm_ends_the_drain() {
+    let echo = EchoPeer::start().await;
+    let cfg = Config {
+        extra_toml: "\n[service]\ndrain_timeout = 60\n".to_string(),
+        ..Config::allow_loopback()
+    };
+    let mut daemon = Daemon::start(cfg);
+    let mut alice = daemon.client_for("alice").await;
+    alice.allocate_ok().await;
+    let ch = 0x4002;
+    expect_success(&alice.channel_bind(ch, echo.addr).await, "ChannelBind");
+    relay_roundtrip(&mut alice, ch, b"x", "before SIGTERM").await;
+
+    send_signal(daemon.pid(), libc::SIGTERM);
+    // Draining has begun once new allocations are refused (the signal is
+    // handled asynchronously: poll, bounded).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for n in 0.. {
+        let mut fresh = daemon.client_for(&format!("bob{n}")).await;
+        let res = fresh.allocate().await;
+        if error_code(&res) == Some(508) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Allocate should get 508 once SIGTERM is handled; still {} after 5 s",
+            describe(&res)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.assert_alive();
+    let t0 = Instant::now();
+    send_signal(daemon.pid(), libc::SIGTERM);
+    let status = tokio::task::block_in_place(|| daemon.wait_exit(Duration::from_secs(10)));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "a second SIGTERM should end the 60 s drain, but the daemon still runs after {:?}",
+            t0.elapsed()
+        )
+    });
+    assert!(
+        status.success(),
+        "exit status after a second SIGTERM: {status}"
+    );
+}

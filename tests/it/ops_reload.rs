@@ -1,0 +1,208 @@
+//! Reload on SIGHUP (docs/operations.md, "Reload"): new secrets apply to new
+//! credentials, retired ones stop verifying, allocations and WebSocket sessions
+//! survive, and a file that fails validation is refused while the previous
+//! configuration stays in force.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::common::ws::{WsClient, wait_http};
+use crate::common::*;
+
+const OLD: &str = "ops-reload-secret-old";
+const NEW: &str = "ops-reload-secret-new";
+const THIRD: &str = "ops-reload-secret-third";
+
+/// How long a reload may take to reach every worker.
+const RELOAD_WAIT: Duration = Duration::from_secs(10);
+
+fn send_signal(pid: u32, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) with the pid of a child this test spawned and still owns.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+fn write_config(daemon: &Daemon, cfg: &Config) {
+    std::fs::write(&daemon.config_path, cfg.to_toml())
+        .unwrap_or_else(|e| panic!("rewrite {}: {e}", daemon.config_path.display()));
+}
+
+/// Waits until the log holds `needle` at least `count` times.
+fn wait_log(daemon: &Daemon, needle: &str, count: usize) {
+    let deadline = Instant::now() + RELOAD_WAIT;
+    loop {
+        let log = daemon.log();
+        if log.matches(needle).count() >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log did not show {needle:?} {count} time(s) within {RELOAD_WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A fresh client (fresh socket) tries to allocate with a credential for
+/// `user` signed by `secret`; returns the response's error code (None = success).
+async fn try_allocate(daemon: &Daemon, secret: &str, user: &str) -> Option<u16> {
+    let mut c = daemon
+        .client()
+        .await
+        .with_creds(Creds::rest(secret, user, now_unix() + 3600));
+    let res = c.allocate().await;
+    if is_success(&res) {
+        None
+    } else {
+        Some(error_code(&res).unwrap_or_else(|| panic!("error without code: {}", describe(&res))))
+    }
+}
+
+/// Polls (fresh sockets, so every worker is tried) until `secret` gets `want`,
+/// then checks several more fresh sockets agree.
+async fn settle(daemon: &Daemon, secret: &str, want: Option<u16>, what: &str) {
+    let deadline = Instant::now() + RELOAD_WAIT;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let got = try_allocate(daemon, secret, &format!("settle{n}")).await;
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: expected {want:?} (None = success), still got {got:?} after {RELOAD_WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..6 {
+        let got = try_allocate(daemon, secret, &format!("check{n}-{i}")).await;
+        assert_eq!(
+            got, want,
+            "{what}: a fresh socket got {got:?}, expected {want:?} (None = success)"
+        );
+    }
+}
+
+/// Sends `payload` over channel `ch` and expects the echo back.
+async fn relay_roundtrip(client: &mut StunClient, ch: u16, payload: &[u8], what: &str) {
+    // One retransmission allowed: UDP, even on loopback.
+    for attempt in 0..3 {
+        client.send_channel_data(ch, payload).await;
+        match client.recv_data(Duration::from_secs(2)).await {
+            Some(Incoming::ChannelData { number, data }) if data == payload => {
+                assert_eq!(number, ch, "{what}: echo on the wrong channel");
+                return;
+            }
+            Some(other) => panic!("{what}: unexpected data {other:?}"),
+            None if attempt < 2 => continue,
+            None => {}
+        }
+    }
+    panic!("{what}: no echo through the allocation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rotates_secrets_keeps_allocations_and_refuses_bad_files() {
+    let echo = EchoPeer::start().await;
+    let cfg = Config {
+        secrets: vec![OLD.to_string()],
+        ..Config::allow_loopback()
+    };
+    let daemon = Daemon::start(cfg);
+    wait_http(daemon.http).await;
+
+    // Before: an allocation with an "old" credential relays to the echo peer.
+    let mut alice = daemon
+        .client()
+        .await
+        .with_creds(Creds::rest(OLD, "alice", now_unix() + 3600));
+    let relayed: SocketAddr = alice.allocate_ok().await;
+    let ch = 0x4000;
+    let res = alice.channel_bind(ch, echo.addr).await;
+    expect_success(&res, "ChannelBind to the echo peer");
+    relay_roundtrip(&mut alice, ch, b"before reload", "before the reload").await;
+
+    // A signaling session in a room.
+    let mut ws = WsClient::connect(daemon.http, "ws").await;
+    ws.join("reload-room", "Ada").await;
+    ws.assert_usable().await;
+
+    // Rotate: only "new" from now on.
+    let mut new_cfg = daemon.config.clone();
+    new_cfg.secrets = vec![NEW.to_string()];
+    write_config(&daemon, &new_cfg);
+    send_signal(daemon.pid(), libc::SIGHUP);
+    wait_log(&daemon, "configuration reloaded", 1);
+
+    settle(&daemon, NEW, None, "a credential signed by the new secret").await;
+    settle(
+        &daemon,
+        OLD,
+        Some(401),
+        "a fresh credential signed by the retired secret",
+    )
+    .await;
+
+    // The allocation made before keeps relaying, and the WebSocket lives.
+    relay_roundtrip(&mut alice, ch, b"after reload 1", "after the reload").await;
+    relay_roundtrip(&mut alice, ch, b"after reload 2", "after the reload").await;
+    ws.assert_usable().await;
+    assert!(
+        echo.received()
+            .iter()
+            .all(|(from, _)| from.port() == relayed.port()),
+        "the echo peer should hear only from the relay {relayed}: {:?}",
+        echo.received()
+    );
+
+    // Invalid files are refused and change nothing (the "third" secret in
+    // them must not take effect).
+    let mut bad = daemon.config.clone();
+    bad.secrets = vec![THIRD.to_string()];
+    let (_, max) = daemon.relay_ports();
+    bad.relay_ports = Some((0, max));
+    write_config(&daemon, &bad);
+    send_signal(daemon.pid(), libc::SIGHUP);
+    wait_log(&daemon, "reload refused", 1);
+
+    let mut unknown = daemon.config.clone();
+    unknown.secrets = vec![THIRD.to_string()];
+    unknown.extra_toml = "\n[service]\nno_such_key = 1\n".to_string();
+    write_config(&daemon, &unknown);
+    send_signal(daemon.pid(), libc::SIGHUP);
+    wait_log(&daemon, "reload refused", 2);
+    // Give a wrongly applied config time to reach the workers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for i in 0..4 {
+        assert_eq!(
+            try_allocate(&daemon, NEW, &format!("after-bad-{i}")).await,
+            None,
+            "after a refused reload the \"new\" secret must still verify"
+        );
+        assert_eq!(
+            try_allocate(&daemon, THIRD, &format!("third-{i}")).await,
+            Some(401),
+            "a refused file's secret must not take effect"
+        );
+    }
+    relay_roundtrip(&mut alice, ch, b"after refusals", "after refused reloads").await;
+    ws.assert_usable().await;
+    let log = daemon.log();
+    assert!(
+        log.contains("relay_port_min"),
+        "the refusal should name the offending key (relay_port_min):\n{log}"
+    );
+    assert!(
+        log.contains("no_such_key"),
+        "the refusal should name the unknown key (no_such_key):\n{log}"
+    );
+    ws.close().await;
+}
