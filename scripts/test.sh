@@ -5,8 +5,21 @@
 # npm packages pinned in tests/browser/package-lock.json, and cargo-fuzz when
 # the nightly toolchain is there (the fuzz targets then run 20 s each).
 # Usage: scripts/test.sh            (from anywhere; CI runs it via .ci/run)
+#        scripts/test.sh --quick    fmt, clippy and the unit tests only, in
+#                                   debug: the edit-compile loop (installs
+#                                   nothing, starts no daemon)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+quick=0
+case "${1:-}" in
+    "") ;;
+    --quick) quick=1 ;;
+    *)
+        echo "usage: scripts/test.sh [--quick]" >&2
+        exit 2
+        ;;
+esac
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -32,6 +45,18 @@ print_stages() {
     printf '%6ds  total\n' "$SECONDS"
 }
 trap print_stages EXIT
+
+if [ "$quick" = 1 ]; then
+    # Debug builds: the loop wants the shortest compile, and the unit tests
+    # need no release binary (no integration or browser test runs here).
+    stage "cargo fmt --check"
+    cargo fmt --all -- --check
+    stage "cargo clippy --all-targets -- -D warnings (debug)"
+    cargo clippy --all-targets -- -D warnings
+    stage "cargo test --lib (unit tests, debug)"
+    cargo test --lib
+    exit 0
+fi
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
