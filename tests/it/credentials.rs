@@ -74,10 +74,7 @@ async fn credential_beyond_max_ttl_is_401() {
     let creds = Creds::rest(SECRET, "alice", now_unix() + 30 * 86400);
     let (_c, res) = allocate_with(&daemon, creds).await;
     expect_401(&res, "Allocate with a credential valid for 30 days");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !daemon.log().contains("ttl_too_long") && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_log(&daemon, "ttl_too_long", 1, Duration::from_secs(5)).await;
     assert!(
         daemon.log().contains("ttl_too_long"),
         "the 401 is logged with reason ttl_too_long:\n{}",

@@ -24,20 +24,6 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-/// Polls `cond` every 50 ms until it holds or `within` passes.
-async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The TURN TCP/TLS accept loops' failure lines.
 fn turn_accept_failures(log: &str) -> Vec<&str> {
     log.lines()
@@ -77,7 +63,7 @@ async fn descriptors_exhausted_logs_clearly_and_recovers_without_restart() {
     for _ in 0..FLOOD {
         flood.push(tcp_connect(daemon.addr).await);
     }
-    let at_limit = eventually(SETTLE, || open_fds(pid) as u64 >= NOFILE - 2).await;
+    let at_limit = eventually(SETTLE, async || open_fds(pid) as u64 >= NOFILE - 2).await;
     assert!(
         at_limit,
         "the daemon never reached its descriptor limit ({} of {NOFILE} open) with {FLOOD} connections",
@@ -91,7 +77,7 @@ async fn descriptors_exhausted_logs_clearly_and_recovers_without_restart() {
     }
 
     // Clear errors: each accept loop says why it cannot take connections.
-    let turn_logged = eventually(SETTLE, || {
+    let turn_logged = eventually(SETTLE, async || {
         turn_accept_failures(&daemon.log())
             .iter()
             .any(|l| l.contains("out of file descriptors") && l.contains("os error 24"))
@@ -102,7 +88,7 @@ async fn descriptors_exhausted_logs_clearly_and_recovers_without_restart() {
         "no 'TCP accept failed: out of file descriptors' line while out of descriptors; log:\n{}",
         daemon.log()
     );
-    let http_logged = eventually(SETTLE, || {
+    let http_logged = eventually(SETTLE, async || {
         daemon.log().lines().any(|l| {
             l.contains("accept") && l.contains("os error 24") && !l.contains("TCP accept failed")
         })
@@ -157,7 +143,7 @@ async fn descriptors_exhausted_logs_clearly_and_recovers_without_restart() {
     // is left in the backlogs, sees them closed and releases them.
     drop(flood);
     drop(http_flood);
-    let released = eventually(SETTLE, || open_fds(pid) <= baseline + 8).await;
+    let released = eventually(SETTLE, async || open_fds(pid) <= baseline + 8).await;
     assert!(
         released,
         "after the flood closed, the daemon still holds {} descriptors (baseline {baseline})",

@@ -80,10 +80,7 @@ async fn finding_3_a_username_cannot_forge_log_lines() {
     );
     let res = c.transact(&req).await;
     assert_eq!(error_code(&res), Some(401));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !daemon.log().contains("TURN 401") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_log(&daemon, "TURN 401", 1, Duration::from_secs(5)).await;
     let log = daemon.log();
     assert!(log.contains("TURN 401"), "the 401 is logged:\n{log}");
     assert!(

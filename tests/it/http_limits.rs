@@ -21,15 +21,6 @@ use crate::turn_stream_util::*;
 /// this was not cut off.
 const CUT_OFF: Duration = Duration::from_secs(8);
 
-async fn start(http_keys: &str) -> Daemon {
-    let daemon = Daemon::start(Config {
-        extra_toml: http_keys.to_string(),
-        ..Config::default()
-    });
-    wait_http(daemon.http).await;
-    daemon
-}
-
 /// A request head that is never finished.
 const PARTIAL_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaa";
 
@@ -216,20 +207,18 @@ async fn connections_are_capped_per_address_and_in_total() {
     // Slots come back when connections close.
     drop(held);
     drop(fifth);
-    let mut served = false;
-    for _ in 0..50 {
-        let s = connect_from([127, 0, 0, 1], http).await;
-        let mut s = s;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .ok();
-        if read_to_close(&mut s).await.starts_with("HTTP/1.1 200") {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(served, "closed connections must give their slots back");
+    wait_until(
+        ARRIVE,
+        "closed connections must give their slots back",
+        async || {
+            let mut s = connect_from([127, 0, 0, 1], http).await;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .ok();
+            read_to_close(&mut s).await.starts_with("HTTP/1.1 200")
+        },
+    )
+    .await;
 }
 
 /// A WebSocket leaves the HTTP connection count when it upgrades: signaling

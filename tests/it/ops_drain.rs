@@ -11,35 +11,8 @@ use crate::common::*;
 use serde_json::Value;
 
 const DRAIN_TIMEOUT_S: u64 = 3;
-
-fn send_signal(pid: u32, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    // SAFETY: kill(2) with the pid of a child this test spawned and still owns.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({pid}, {sig}): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-/// Sends `payload` over channel `ch` and expects the echo back (a few tries:
-/// UDP, even on loopback).
-async fn relay_roundtrip(client: &mut StunClient, ch: u16, payload: &[u8], what: &str) {
-    for _ in 0..3 {
-        client.send_channel_data(ch, payload).await;
-        match client.recv_data(Duration::from_millis(500)).await {
-            Some(Incoming::ChannelData { number, data }) if data == payload => {
-                assert_eq!(number, ch, "{what}: echo on the wrong channel");
-                return;
-            }
-            Some(other) => panic!("{what}: unexpected data {other:?}"),
-            None => continue,
-        }
-    }
-    panic!("{what}: no echo through the allocation");
-}
+/// How long one relay round trip waits for its echo (well within the drain).
+const PER_TRY: Duration = Duration::from_millis(500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_exits_zero() {
@@ -59,7 +32,9 @@ async fn sigterm_drains_then_exits_zero() {
     let ch = 0x4001;
     let res = alice.channel_bind(ch, echo.addr).await;
     expect_success(&res, "ChannelBind to the echo peer");
-    relay_roundtrip(&mut alice, ch, b"before SIGTERM", "before SIGTERM").await;
+    alice
+        .relay_roundtrip(ch, b"before SIGTERM", PER_TRY, "before SIGTERM")
+        .await;
 
     // Primed before the signal, so that during the drain only the
     // authenticated Allocate is left to send.
@@ -121,7 +96,9 @@ async fn sigterm_drains_then_exits_zero() {
     // The existing allocation keeps relaying about 1 s into the drain.
     let one_s = t0 + Duration::from_secs(1);
     tokio::time::sleep_until(one_s.into()).await;
-    relay_roundtrip(&mut alice, ch, b"during drain", "1 s after SIGTERM").await;
+    alice
+        .relay_roundtrip(ch, b"during drain", PER_TRY, "1 s after SIGTERM")
+        .await;
     assert!(
         t0.elapsed() < Duration::from_secs(DRAIN_TIMEOUT_S),
         "test too slow: the drain-time relay check ended after {:?}",
@@ -169,7 +146,9 @@ async fn second_sigterm_ends_the_drain() {
     alice.allocate_ok().await;
     let ch = 0x4002;
     expect_success(&alice.channel_bind(ch, echo.addr).await, "ChannelBind");
-    relay_roundtrip(&mut alice, ch, b"x", "before SIGTERM").await;
+    alice
+        .relay_roundtrip(ch, b"x", PER_TRY, "before SIGTERM")
+        .await;
 
     send_signal(daemon.pid(), libc::SIGTERM);
     // Draining has begun once new allocations are refused (the signal is

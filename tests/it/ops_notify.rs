@@ -17,18 +17,6 @@ use tokio::net::UnixDatagram;
 /// How long any notification that must come may take.
 const NOTIFY_WAIT: Duration = Duration::from_secs(20);
 
-fn send_signal(pid: u32, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    // SAFETY: kill(2) with a pid of a child this test spawned and still owns.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({pid}, {sig}): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
 /// The daemon, spawned with the service manager's environment. Killed on drop
 /// (its log is printed if the test panics).
 struct Spawned {
@@ -43,16 +31,7 @@ impl Spawned {
     }
 
     fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait on daemon") {
-                return Some(s);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_child(&mut self.child, within)
     }
 }
 

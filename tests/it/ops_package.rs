@@ -9,89 +9,12 @@
 //! (`--profile dev`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_natbridge");
+use crate::common::{BIN, TempDir, run_bounded, text};
+
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!(
-            "natbridge-test-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Runs `cmd`, bounded by `timeout`; panics with `missing` if the program is
-/// not installed.
-fn run(cmd: &mut Command, timeout: Duration, missing: &str) -> Output {
-    let what = format!("{cmd:?}");
-    let mut child = match cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{missing} ({what}: {e})"),
-        Err(e) => panic!("spawn {what}: {e}"),
-    };
-    // Drain the pipes on threads so a chatty child cannot block.
-    let mut out_pipe = child.stdout.take().expect("stdout piped");
-    let mut err_pipe = child.stderr.take().expect("stderr piped");
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut out_pipe, &mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut err_pipe, &mut v);
-        v
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{what} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
-                text(&out_t.join().unwrap_or_default()),
-                text(&err_t.join().unwrap_or_default())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: out_t.join().unwrap_or_default(),
-        stderr: err_t.join().unwrap_or_default(),
-    }
-}
 
 /// The cargo-deb arguments that select the profile `BIN` was built with.
 fn profile_args() -> Vec<&'static str> {
@@ -116,7 +39,7 @@ fn profile_args() -> Vec<&'static str> {
 
 /// One `dpkg-deb -c` line: (mode, owner, size, path).
 fn listing(deb: &Path) -> Vec<(String, String, u64, String)> {
-    let out = run(
+    let out = run_bounded(
         Command::new("dpkg-deb").arg("-c").arg(deb),
         Duration::from_secs(60),
         "dpkg-deb is not installed: install the `dpkg` package",
@@ -160,8 +83,8 @@ fn cargo_deb_builds_the_documented_package() {
         .arg(&manifest)
         .args(profile_args())
         .arg("--output")
-        .arg(&out_dir.0);
-    let out = run(&mut cmd, Duration::from_secs(600), "cargo is not runnable");
+        .arg(&out_dir.path);
+    let out = run_bounded(&mut cmd, Duration::from_secs(600), "cargo is not runnable");
     let stderr = text(&out.stderr);
     if !out.status.success() && stderr.contains("no such command") {
         panic!(
@@ -174,7 +97,7 @@ fn cargo_deb_builds_the_documented_package() {
         out.status,
         text(&out.stdout)
     );
-    let debs: Vec<PathBuf> = std::fs::read_dir(&out_dir.0)
+    let debs: Vec<PathBuf> = std::fs::read_dir(&out_dir.path)
         .expect("read the output dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "deb"))
@@ -183,7 +106,7 @@ fn cargo_deb_builds_the_documented_package() {
         debs.len(),
         1,
         "expected one .deb in {}: {debs:?}\ncargo deb said:\n{}{stderr}",
-        out_dir.0.display(),
+        out_dir.path.display(),
         text(&out.stdout)
     );
     let deb = &debs[0];
@@ -235,7 +158,7 @@ fn cargo_deb_builds_the_documented_package() {
     );
 
     // Control: conffiles lists the config.
-    let info = run(
+    let info = run_bounded(
         Command::new("dpkg-deb").arg("-I").arg(deb),
         Duration::from_secs(60),
         "dpkg-deb is not installed: install the `dpkg` package",
@@ -252,7 +175,7 @@ fn cargo_deb_builds_the_documented_package() {
         info_text.contains("Package: natbridge"),
         "control should name the package:\n{info_text}"
     );
-    let conffiles = run(
+    let conffiles = run_bounded(
         Command::new("dpkg-deb").arg("-I").arg(deb).arg("conffiles"),
         Duration::from_secs(60),
         "dpkg-deb is not installed: install the `dpkg` package",

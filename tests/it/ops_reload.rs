@@ -15,38 +15,12 @@ const THIRD: &str = "ops-reload-secret-third";
 
 /// How long a reload may take to reach every worker.
 const RELOAD_WAIT: Duration = Duration::from_secs(10);
-
-fn send_signal(pid: u32, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    // SAFETY: kill(2) with the pid of a child this test spawned and still owns.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({pid}, {sig}): {}",
-        std::io::Error::last_os_error()
-    );
-}
+/// How long one relay round trip waits for its echo.
+const PER_TRY: Duration = Duration::from_secs(2);
 
 fn write_config(daemon: &Daemon, cfg: &Config) {
     std::fs::write(&daemon.config_path, cfg.to_toml())
         .unwrap_or_else(|e| panic!("rewrite {}: {e}", daemon.config_path.display()));
-}
-
-/// Waits until the log holds `needle` at least `count` times.
-fn wait_log(daemon: &Daemon, needle: &str, count: usize) {
-    let deadline = Instant::now() + RELOAD_WAIT;
-    loop {
-        let log = daemon.log();
-        if log.matches(needle).count() >= count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the log did not show {needle:?} {count} time(s) within {RELOAD_WAIT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A fresh client (fresh socket) tries to allocate with a credential for
@@ -90,24 +64,6 @@ async fn settle(daemon: &Daemon, secret: &str, want: Option<u16>, what: &str) {
     }
 }
 
-/// Sends `payload` over channel `ch` and expects the echo back.
-async fn relay_roundtrip(client: &mut StunClient, ch: u16, payload: &[u8], what: &str) {
-    // One retransmission allowed: UDP, even on loopback.
-    for attempt in 0..3 {
-        client.send_channel_data(ch, payload).await;
-        match client.recv_data(Duration::from_secs(2)).await {
-            Some(Incoming::ChannelData { number, data }) if data == payload => {
-                assert_eq!(number, ch, "{what}: echo on the wrong channel");
-                return;
-            }
-            Some(other) => panic!("{what}: unexpected data {other:?}"),
-            None if attempt < 2 => continue,
-            None => {}
-        }
-    }
-    panic!("{what}: no echo through the allocation");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_rotates_secrets_keeps_allocations_and_refuses_bad_files() {
     let echo = EchoPeer::start().await;
@@ -127,7 +83,9 @@ async fn reload_rotates_secrets_keeps_allocations_and_refuses_bad_files() {
     let ch = 0x4000;
     let res = alice.channel_bind(ch, echo.addr).await;
     expect_success(&res, "ChannelBind to the echo peer");
-    relay_roundtrip(&mut alice, ch, b"before reload", "before the reload").await;
+    alice
+        .relay_roundtrip(ch, b"before reload", PER_TRY, "before the reload")
+        .await;
 
     // A signaling session in a room.
     let mut ws = WsClient::connect(daemon.http, "ws").await;
@@ -139,7 +97,7 @@ async fn reload_rotates_secrets_keeps_allocations_and_refuses_bad_files() {
     new_cfg.secrets = vec![NEW.to_string()];
     write_config(&daemon, &new_cfg);
     send_signal(daemon.pid(), libc::SIGHUP);
-    wait_log(&daemon, "configuration reloaded", 1);
+    wait_log(&daemon, "configuration reloaded", 1, RELOAD_WAIT).await;
 
     settle(&daemon, NEW, None, "a credential signed by the new secret").await;
     settle(
@@ -151,8 +109,12 @@ async fn reload_rotates_secrets_keeps_allocations_and_refuses_bad_files() {
     .await;
 
     // The allocation made before keeps relaying, and the WebSocket lives.
-    relay_roundtrip(&mut alice, ch, b"after reload 1", "after the reload").await;
-    relay_roundtrip(&mut alice, ch, b"after reload 2", "after the reload").await;
+    alice
+        .relay_roundtrip(ch, b"after reload 1", PER_TRY, "after the reload")
+        .await;
+    alice
+        .relay_roundtrip(ch, b"after reload 2", PER_TRY, "after the reload")
+        .await;
     ws.assert_usable().await;
     assert!(
         echo.received()
@@ -170,14 +132,14 @@ async fn reload_rotates_secrets_keeps_allocations_and_refuses_bad_files() {
     bad.relay_ports = Some((0, max));
     write_config(&daemon, &bad);
     send_signal(daemon.pid(), libc::SIGHUP);
-    wait_log(&daemon, "reload refused", 1);
+    wait_log(&daemon, "reload refused", 1, RELOAD_WAIT).await;
 
     let mut unknown = daemon.config.clone();
     unknown.secrets = vec![THIRD.to_string()];
     unknown.extra_toml = "\n[service]\nno_such_key = 1\n".to_string();
     write_config(&daemon, &unknown);
     send_signal(daemon.pid(), libc::SIGHUP);
-    wait_log(&daemon, "reload refused", 2);
+    wait_log(&daemon, "reload refused", 2, RELOAD_WAIT).await;
     // Give a wrongly applied config time to reach the workers.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -193,7 +155,9 @@ async fn reload_rotates_secrets_keeps_allocations_and_refuses_bad_files() {
             "a refused file's secret must not take effect"
         );
     }
-    relay_roundtrip(&mut alice, ch, b"after refusals", "after refused reloads").await;
+    alice
+        .relay_roundtrip(ch, b"after refusals", PER_TRY, "after refused reloads")
+        .await;
     ws.assert_usable().await;
     let log = daemon.log();
     assert!(

@@ -3,49 +3,26 @@
 //! The unit is copied with ExecStart pointing at the binary under test.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use crate::common::{BIN, TempDir};
+use crate::common::{BIN, TempDir, run_bounded, text};
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/natbridge.service");
 
 /// Runs `systemd-analyze ARGS`, bounded; fails (not skips) when it is missing.
 fn systemd_analyze(args: &[&str], cwd: &Path) -> Output {
-    let mut child = match Command::new("systemd-analyze")
-        .args(args)
-        .current_dir(cwd)
-        .env("SYSTEMD_COLORS", "0")
-        .env("SYSTEMD_PAGER", "")
-        .env("PAGER", "cat")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "systemd-analyze is not installed: install the `systemd` package \
-             (apt-get install systemd); scripts/test.sh installs it"
-        ),
-        Err(e) => panic!("spawn systemd-analyze {args:?}: {e}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
-            panic!(
-                "systemd-analyze {args:?} did not finish within 60 s\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    run_bounded(
+        Command::new("systemd-analyze")
+            .args(args)
+            .current_dir(cwd)
+            .env("SYSTEMD_COLORS", "0")
+            .env("SYSTEMD_PAGER", "")
+            .env("PAGER", "cat"),
+        Duration::from_secs(60),
+        "systemd-analyze is not installed: install the `systemd` package \
+         (apt-get install systemd); scripts/test.sh installs it",
+    )
 }
 
 /// A copy of the unit, named natbridge.service, with ExecStart's binary
@@ -71,10 +48,6 @@ fn unit_copy(dir: &TempDir, exe: &str) -> PathBuf {
         .collect();
     assert_eq!(replaced, 1, "the unit should have exactly one ExecStart=");
     dir.file("natbridge.service", &(lines.join("\n") + "\n"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

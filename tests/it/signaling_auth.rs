@@ -12,15 +12,6 @@ use serde_json::{Value, json};
 
 const JWT_SECRET: &str = "jwt-integration-secret-0123456789";
 
-async fn start(extra: &str) -> Daemon {
-    let daemon = Daemon::start(Config {
-        extra_toml: extra.to_string(),
-        ..Config::default()
-    });
-    wait_http(daemon.http).await;
-    daemon
-}
-
 fn jwt(secret: &str, claims: &Value) -> String {
     encode(
         &Header::default(),

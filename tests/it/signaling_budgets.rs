@@ -6,7 +6,7 @@
 //! signal hears `peer_queue_full`, and a peer waiting to resume still holds
 //! its connection slot. Also: client text cannot forge daemon log lines.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::http::*;
 use crate::common::ws::*;
@@ -19,15 +19,6 @@ const TOTAL_BYTES: f64 = 65_536.0;
 /// Small budgets, and no rate limit in the way of a flood.
 const BUDGETS: &str = "[signaling]\nmax_message_bytes = 8192\npeer_queue_bytes = 32768\n\
      total_queue_bytes = 65536\nmessages_per_second = 100000\nburst = 100000\n";
-
-async fn start(extra: &str) -> Daemon {
-    let daemon = Daemon::start(Config {
-        extra_toml: extra.to_string(),
-        ..Config::default()
-    });
-    wait_http(daemon.http).await;
-    daemon
-}
 
 /// A signal of about 6 KB to `to`, numbered `seq`, with an id.
 fn big_signal(client: &mut WsClient, to: &str, seq: usize) -> Value {
@@ -175,14 +166,12 @@ async fn signals_for_away_peers_stay_within_the_byte_budgets() {
     );
     b0.assert_usable().await;
     // Delivered: the resume queue no longer holds them.
-    let deadline = Instant::now() + ARRIVE;
-    while metric_of(daemon.http, "natbridge_signaling_queue_bytes").await >= held {
-        assert!(
-            Instant::now() < deadline,
-            "delivered signals still count as queued"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        ARRIVE,
+        "delivered signals stop counting as queued",
+        async || metric_of(daemon.http, "natbridge_signaling_queue_bytes").await < held,
+    )
+    .await;
 }
 
 /// Peers that stay connected but never read are cut off once their queued
@@ -316,17 +305,11 @@ async fn an_away_peer_still_counts_against_the_connection_limits() {
         .join_with(json!({"type": "join", "room": "slots", "resume": jb.resume_token}))
         .await;
     assert_eq!(jb2.msg["resumed"], json!(true));
-    let deadline = Instant::now() + ARRIVE;
-    loop {
-        match try_connect(daemon.http, &ConnectOpts::default()).await {
-            Ok(_) => break,
-            Err(e) => assert!(
-                Instant::now() < deadline,
-                "127.0.0.1 is still refused {ARRIVE:?} after its away peer resumed elsewhere: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_admitted(
+        daemon.http,
+        "127.0.0.1 once its away peer resumed elsewhere",
+    )
+    .await;
     b2.assert_usable().await;
 }
 

@@ -13,15 +13,6 @@ use crate::common::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-async fn start(extra: &str) -> Daemon {
-    let daemon = Daemon::start(Config {
-        extra_toml: extra.to_string(),
-        ..Config::default()
-    });
-    wait_http(daemon.http).await;
-    daemon
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_message_closes_with_1009() {
     let daemon = start("[signaling]\nmax_message_bytes = 1024\n").await;
@@ -186,17 +177,11 @@ async fn max_connections_per_ip_refuses_with_429() {
     one.assert_usable().await;
     // Once one closes, a new connection from 127.0.0.1 is accepted.
     two.close().await;
-    let deadline = Instant::now() + ARRIVE;
-    loop {
-        match try_connect(daemon.http, &ConnectOpts::default()).await {
-            Ok(_) => break,
-            Err(e) => assert!(
-                Instant::now() < deadline,
-                "still refused {ARRIVE:?} after a connection closed: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_admitted(
+        daemon.http,
+        "a new connection from 127.0.0.1 once one closed",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

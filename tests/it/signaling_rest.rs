@@ -11,13 +11,12 @@ use serde_json::{Value, json};
 const ADMIN: &str = "admin-token-0123456789abcdef";
 
 async fn start(extra: &str) -> Daemon {
-    let daemon = Daemon::start(Config {
+    start_with_http(Config {
         credential_ttl: Some(3600),
         extra_toml: extra.to_string(),
         ..Config::default()
-    });
-    wait_http(daemon.http).await;
-    daemon
+    })
+    .await
 }
 
 /// Checks an /api/ice-servers body; returns the username.

@@ -10,15 +10,6 @@ use crate::common::ws::*;
 use crate::common::*;
 use serde_json::json;
 
-async fn start(extra: &str) -> Daemon {
-    let daemon = Daemon::start(Config {
-        extra_toml: extra.to_string(),
-        ..Config::default()
-    });
-    wait_http(daemon.http).await;
-    daemon
-}
-
 /// A and B in `room`; A has seen B's peer.joined.
 async fn pair(daemon: &Daemon, room: &str) -> (WsClient, Joined, WsClient, Joined) {
     let mut a = WsClient::connect(daemon.http, "A").await;

@@ -12,15 +12,6 @@ use crate::common::ws::*;
 use crate::common::*;
 use serde_json::{Value, json};
 
-async fn start(extra: &str) -> Daemon {
-    let daemon = Daemon::start(Config {
-        extra_toml: extra.to_string(),
-        ..Config::default()
-    });
-    wait_http(daemon.http).await;
-    daemon
-}
-
 fn is_peer_id(s: &str) -> bool {
     s.len() == 16
         && s.bytes()
@@ -251,23 +242,20 @@ async fn leave_is_left_clean_close_times_out_and_empty_rooms_disappear() {
 
     // Last one out: the room is removed.
     a.expect_ok(json!({"type": "leave"})).await;
-    let deadline = std::time::Instant::now() + ARRIVE;
-    loop {
-        let rooms = http_get(daemon.http, "/api/rooms", &auth).await.json();
-        let present = rooms["rooms"]
+    let mut rooms = Value::Null;
+    let gone = eventually(ARRIVE, async || {
+        rooms = http_get(daemon.http, "/api/rooms", &auth).await.json();
+        !rooms["rooms"]
             .as_array()
             .unwrap_or_else(|| panic!("rooms must be an array: {rooms}"))
             .iter()
-            .any(|r| r["name"] == json!("room1"));
-        if !present {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "room1 still listed {ARRIVE:?} after its last peer left: {rooms}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .any(|r| r["name"] == json!("room1"))
+    })
+    .await;
+    assert!(
+        gone,
+        "room1 still listed {ARRIVE:?} after its last peer left: {rooms}"
+    );
     let peers = http_get(daemon.http, "/api/rooms/room1/peers", &auth).await;
     assert_ne!(
         peers.status, 200,

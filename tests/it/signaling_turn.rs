@@ -5,15 +5,11 @@
 //! allocations and stops the credential from allocating again. A resume keeps
 //! them, and other peers' allocations are untouched.
 
-use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::ws::*;
 use crate::common::*;
 use serde_json::json;
-use tokio::net::UdpSocket;
-use turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
 
 /// How long after `leave` (or the end of the grace period) the allocation may
@@ -21,12 +17,11 @@ use webrtc_util::Conn;
 const RELEASE: Duration = Duration::from_secs(3);
 
 async fn start(config: Config, extra: &str) -> Daemon {
-    let daemon = Daemon::start(Config {
+    start_with_http(Config {
         extra_toml: extra.to_string(),
         ..config
-    });
-    wait_http(daemon.http).await;
-    daemon
+    })
+    .await
 }
 
 /// The TURN credential of a `joined`/`ice.credentials` message, checked:
@@ -62,28 +57,6 @@ fn creds_of(daemon: &Daemon, msg: &serde_json::Value) -> Creds {
         username,
         password: credential,
     }
-}
-
-async fn turn_client(daemon: &Daemon, creds: &Creds) -> Client {
-    let conn = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind turn client socket");
-    let server = daemon.addr.to_string();
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.clone(),
-        turn_serv_addr: server,
-        username: creds.username.clone(),
-        password: creds.password.clone(),
-        realm: String::new(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: Arc::new(conn),
-        vnet: None,
-    })
-    .await
-    .expect("create turn client");
-    client.listen().await.expect("turn client listen");
-    client
 }
 
 /// Polls a Refresh on `raw`'s 5-tuple until it fails (401: the credential is

@@ -4,38 +4,13 @@
 //! each path separately so both are exercised for certain: Send indication out
 //! and Data indication back; ChannelBind then ChannelData out and back.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::common::*;
-use tokio::net::UdpSocket;
-use turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
 
 const ARRIVE: Duration = Duration::from_secs(3);
-
-async fn turn_client(daemon: &Daemon, creds: &Creds) -> Client {
-    let conn = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind turn client socket");
-    let server = daemon.addr.to_string();
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.clone(),
-        turn_serv_addr: server,
-        username: creds.username.clone(),
-        password: creds.password.clone(),
-        realm: String::new(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: Arc::new(conn),
-        vnet: None,
-    })
-    .await
-    .expect("create turn client");
-    client.listen().await.expect("turn client listen");
-    client
-}
 
 /// Sends `payload` to `to` through the relay and waits for the echo.
 async fn round_trip(relay: &impl Conn, to: SocketAddr, payload: &[u8]) -> Result<(), String> {

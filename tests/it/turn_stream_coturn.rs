@@ -6,76 +6,16 @@
 //! Send indications, must lose nothing. Each tool run is killed after a
 //! timeout and its output printed on failure.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
+use crate::common::coturn::*;
 use crate::common::*;
 use crate::turn_stream_util::*;
 
-const UCLIENT: &str = "/usr/bin/turnutils_uclient";
-const PEER: &str = "/usr/bin/turnutils_peer";
 const TOOL_TIMEOUT: Duration = Duration::from_secs(90);
 const CLIENTS: u64 = 4;
 const MESSAGES: u64 = 300;
-
-/// `turnutils_peer` (a UDP echo server) on 127.0.0.1:PORT, answering.
-fn start_peer() -> (Tool, u16) {
-    let port = free_udp_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let mut tool = Tool::spawn(
-        PEER,
-        &[
-            "-L".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-        ],
-    );
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind probe socket");
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("read timeout");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 64];
-    while Instant::now() < deadline {
-        if let Some(status) = tool.child.try_wait().expect("try_wait peer") {
-            panic!(
-                "turnutils_peer exited at startup ({status}):\n{}",
-                tool.output()
-            );
-        }
-        let _ = sock.send_to(b"ping", ("127.0.0.1", port));
-        if let Ok((n, _)) = sock.recv_from(&mut buf)
-            && &buf[..n] == b"ping"
-        {
-            return (tool, port);
-        }
-    }
-    panic!(
-        "turnutils_peer on port {port} did not echo within 10 s:\n{}",
-        tool.output()
-    );
-}
-
-/// The uclient summary: (sent, received, lost packets, lost percentage).
-fn summary(output: &str) -> Option<(u64, u64, u64, String)> {
-    let mut totals = None;
-    let mut lost = None;
-    for line in output.lines() {
-        if let Some(rest) = line.split("tot_send_msgs=").nth(1) {
-            let (sent, rest) = rest.split_once(", tot_recv_msgs=")?;
-            let recv = rest.split(|c: char| !c.is_ascii_digit()).next()?;
-            totals = Some((sent.trim().parse().ok()?, recv.parse().ok()?));
-        }
-        if let Some(rest) = line.split("Total lost packets ").nth(1) {
-            let mut parts = rest.split_whitespace();
-            let n: u64 = parts.next()?.parse().ok()?;
-            let pct = parts.next().unwrap_or("").trim_end_matches(',').to_string();
-            lost = Some((n, pct));
-        }
-    }
-    let (sent, recv) = totals?;
-    let (lost, pct) = lost?;
-    Some((sent, recv, lost, pct))
-}
 
 fn config() -> Config {
     Config {
@@ -110,31 +50,7 @@ fn run_lossless(daemon: &mut Daemon, port: u16, user: &str, extra: &[&str], peer
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("127.0.0.1".into());
-    let mut tool = Tool::spawn(UCLIENT, &args);
-    let status = tool.wait(TOOL_TIMEOUT);
-    let out = tool.output();
-    let status = status
-        .unwrap_or_else(|| panic!("`{}` did not finish within {TOOL_TIMEOUT:?}", tool.cmdline));
-    assert!(status.success(), "`{}` failed: {status}", tool.cmdline);
-    let (sent, recv, lost, pct) = summary(&out).unwrap_or_else(|| {
-        panic!(
-            "no \"tot_send_msgs=.., tot_recv_msgs=..\" / \"Total lost packets ..\" summary in the output of `{}`",
-            tool.cmdline
-        )
-    });
-    assert_eq!(
-        sent,
-        CLIENTS * MESSAGES,
-        "uclient must have sent -m x -n = {} messages",
-        CLIENTS * MESSAGES
-    );
-    assert_eq!(
-        recv, sent,
-        "every sent message must come back (sent {sent}, received {recv})"
-    );
-    assert_eq!(lost, 0, "Total lost packets must be 0 (got {lost} {pct})");
-    assert_eq!(pct, "(0.000000%)", "lost percentage");
-    daemon.assert_alive();
+    run_uclient_lossless(daemon, &args, CLIENTS * MESSAGES, TOOL_TIMEOUT);
 }
 
 #[test]

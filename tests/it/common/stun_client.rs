@@ -502,6 +502,30 @@ impl StunClient {
     pub async fn send_channel_data(&self, number: u16, data: &[u8]) {
         self.send_raw(&channel_data(number, data)).await;
     }
+
+    /// Sends `payload` over channel `ch` and expects the echo back, trying
+    /// three times and waiting `per_try` each (UDP may drop a datagram, even
+    /// on loopback).
+    pub async fn relay_roundtrip(
+        &mut self,
+        ch: u16,
+        payload: &[u8],
+        per_try: Duration,
+        what: &str,
+    ) {
+        for _ in 0..3 {
+            self.send_channel_data(ch, payload).await;
+            match self.recv_data(per_try).await {
+                Some(Incoming::ChannelData { number, data }) if data == payload => {
+                    assert_eq!(number, ch, "{what}: echo on the wrong channel");
+                    return;
+                }
+                Some(other) => panic!("{what}: unexpected data {other:?}"),
+                None => continue,
+            }
+        }
+        panic!("{what}: no echo through the allocation");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -21,6 +21,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::eventually;
+
 /// The subprotocol the server offers.
 pub const SUBPROTOCOL: &str = "natbridge.v1";
 /// How long something that must arrive may take.
@@ -142,6 +144,27 @@ pub async fn try_connect(
         Ok(r) => r,
         Err(_) => panic!("WebSocket handshake with ws://{http}/ws took longer than {ARRIVE:?}"),
     }
+}
+
+/// Waits up to [`ARRIVE`] until a WebSocket with default options is
+/// admitted again (a slot came free); fails saying `what` and the last
+/// refusal.
+pub async fn wait_admitted(http: SocketAddr, what: &str) {
+    let mut refusal = String::new();
+    let admitted = eventually(ARRIVE, async || {
+        match try_connect(http, &ConnectOpts::default()).await {
+            Ok(_) => true,
+            Err(e) => {
+                refusal = e.to_string();
+                false
+            }
+        }
+    })
+    .await;
+    assert!(
+        admitted,
+        "{what}: still refused after {ARRIVE:?}: {refusal}"
+    );
 }
 
 /// The HTTP status of an upgrade the server must refuse. Panics if the upgrade
@@ -566,15 +589,6 @@ impl WsClient {
                 _ => break,
             }
         }
-    }
-
-    /// Messages seen of a type.
-    pub fn seen_of_type(&self, t: &str) -> Vec<Value> {
-        self.log
-            .iter()
-            .filter(|v| type_of(v) == t)
-            .cloned()
-            .collect()
     }
 
     fn tail(&self) -> String {

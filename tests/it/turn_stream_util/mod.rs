@@ -8,15 +8,10 @@
 //! 2-core machine, and a stream that never answers fails the test instead of
 //! hanging it.
 
-// Each test binary uses a different subset.
-#![allow(dead_code)]
-
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,7 +67,8 @@ impl TestCert {
 
 /// PEM files for `[tls]` in a directory the test owns.
 pub struct TlsFiles {
-    pub dir: TempDir,
+    /// Removed with the files.
+    _dir: TempDir,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
@@ -83,7 +79,7 @@ impl TlsFiles {
         let files = TlsFiles {
             cert: dir.path.join("fullchain.pem"),
             key: dir.path.join("privkey.pem"),
-            dir,
+            _dir: dir,
         };
         files.install(cert);
         files
@@ -222,7 +218,8 @@ pub async fn wait_closed<S: AsyncRead + Unpin>(s: &mut S, wait: Duration) -> Clo
 pub enum End {
     Eof,
     Timeout,
-    Error(String),
+    /// A read error or an incomplete frame (shown through `Debug`).
+    Error(#[allow(dead_code)] String),
 }
 
 /// The length of the frame at the start of `buf` (padded for ChannelData),
@@ -517,114 +514,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
             ],
         );
         self.send_raw(&m.raw).await;
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Processes, signals, logs
-
-pub fn send_signal(pid: u32, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
-}
-
-/// The daemon log without ANSI colour sequences.
-pub fn plain_log(daemon: &Daemon) -> String {
-    let log = daemon.log();
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC [ parameters, ended by a letter.
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Waits until the daemon log holds `needle` at least `count` times.
-pub async fn wait_log(daemon: &Daemon, needle: &str, count: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = plain_log(daemon).matches(needle).count();
-        if seen >= count {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "the daemon log does not show {needle:?} {count} times within {within:?} (seen {seen})"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A coturn tool process with its output in a file; killed on drop, its
-/// output printed when the test fails.
-pub struct Tool {
-    pub child: Child,
-    out: PathBuf,
-    pub cmdline: String,
-    _dir: TempDir,
-}
-
-impl Tool {
-    pub fn spawn(bin: &str, args: &[String]) -> Tool {
-        let dir = TempDir::new("coturn");
-        let out = dir.path.join("output.txt");
-        let f = File::create(&out).expect("create tool output file");
-        let child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("clone output handle"))
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {bin} (is the coturn package installed?): {e}"));
-        Tool {
-            child,
-            out,
-            cmdline: format!("{bin} {}", args.join(" ")),
-            _dir: dir,
-        }
-    }
-
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.out).unwrap_or_default()
-    }
-
-    /// Waits up to `timeout`; None if it had to be killed.
-    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait on tool") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
-    }
-}
-
-impl Drop for Tool {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- output of `{}` ----\n{}\n---- end ----",
-                self.cmdline,
-                self.output()
-            );
-        }
     }
 }
