@@ -296,6 +296,13 @@ async fn an_away_peer_still_counts_against_the_connection_limits() {
     assert_eq!(status, 503, "A, away B and C fill max_connections = 3");
     c.assert_usable().await;
     c.close().await;
+    // The server gives C's slot back when it has seen the close, which may
+    // come after close() returns: without this wait, B2 below races it and
+    // may be refused with 503.
+    wait_until(ARRIVE, "C's slot given back after it closed", async || {
+        metric_of(daemon.http, "natbridge_signaling_connections").await == 2.0
+    })
+    .await;
 
     // B resumes from another address; its old slot on 127.0.0.1 is given
     // back, so 127.0.0.1 may connect again.
