@@ -278,19 +278,42 @@ async fn responses_and_indications_sent_to_the_server_get_no_answer() {
     );
 }
 
+/// A request with a malformed attribute is answered with 400, never dropped
+/// and never a success: signed when it carries valid credentials, and the
+/// short unauthenticated error (at most twice the request) when it carries
+/// none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_attribute_in_request_is_400_or_dropped_never_success() {
+async fn malformed_attribute_in_request_is_400() {
     let daemon = Daemon::start(Config::default());
     let mut c = daemon.client_for("alice").await;
     c.prime().await;
     // REQUESTED-TRANSPORT with a 1-byte value (must be 4).
-    let m = c.authed(
-        METHOD_ALLOCATE,
-        vec![Box::new(RawAttr(ATTR_REQUESTED_TRANSPORT.0, vec![17]))],
+    let bad_transport = || RawAttr(ATTR_REQUESTED_TRANSPORT.0, vec![17]);
+    let m = c.authed(METHOD_ALLOCATE, vec![Box::new(bad_transport())]);
+    let res = c.transact(&m).await;
+    expect_error(&res, 400, "Allocate with a 1-byte REQUESTED-TRANSPORT");
+    assert!(
+        integrity_ok(&res, c.creds(), REALM),
+        "the 400 to an authenticated request is signed: {}",
+        describe(&res)
     );
-    if let Some(res) = c.transact_bytes(&m.raw, m.transaction_id, QUIET).await {
-        expect_error(&res, 400, "Allocate with a 1-byte REQUESTED-TRANSPORT");
-    }
+    let m = build(
+        METHOD_ALLOCATE,
+        CLASS_REQUEST,
+        vec![Box::new(bad_transport()), Box::new(FINGERPRINT)],
+    );
+    let res = c.transact(&m).await;
+    expect_error(
+        &res,
+        400,
+        "unauthenticated Allocate with a 1-byte REQUESTED-TRANSPORT",
+    );
+    assert!(
+        res.raw.len() <= 2 * m.raw.len(),
+        "the unauthenticated 400 is at most twice the request: {} > 2 x {}",
+        res.raw.len(),
+        m.raw.len()
+    );
     c.allocate_ok().await;
 }
 
