@@ -155,17 +155,6 @@ async fn expiry_grace_accepts_recently_expired_credentials() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credential_expiring_during_an_allocation_stops_authenticating() {
-    let daemon = Daemon::start(Config::default());
-    let creds = Creds::rest(SECRET, "alice", now_unix() + 2);
-    let (mut c, res) = allocate_with(&daemon, creds).await;
-    expect_success(&res, "Allocate with a credential valid for 2 more seconds");
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let res = c.refresh(Some(600)).await;
-    expect_401(&res, "Refresh after the credential expired");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_on_an_allocation_need_the_same_username() {
     // RFC 8656 section 5: later requests on an allocation must use the same
     // username as the Allocate.
