@@ -370,17 +370,34 @@ async fn allocation_expires_and_frees_its_relay_port() {
     assert_eq!(lifetime_of(&res), Some(2), "LIFETIME");
     let mut b = daemon.client_for("bob").await;
     expect_error(&b.allocate().await, 508, "the only relay port is taken");
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    expect_error(
-        &a.refresh(Some(2)).await,
-        437,
-        "Refresh after the allocation expired",
-    );
-    let relayed = b.allocate_ok().await;
+    // Bob's Allocate is refused with 508 until the sweep frees the port of
+    // the expired allocation (2 s, then at most a sweep tick later).
+    let mut res = None;
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "bob allocates the expired allocation's relay port",
+        async || {
+            let r = b.allocate().await;
+            let done = is_success(&r);
+            if !done {
+                expect_error(&r, 508, "the only relay port is still taken");
+            }
+            res = Some(r);
+            done
+        },
+    )
+    .await;
+    let res = res.expect("at least one Allocate");
+    let relayed = xor_addr(&res, ATTR_XOR_RELAYED_ADDRESS).expect("XOR-RELAYED-ADDRESS");
     assert_eq!(
         relayed.port(),
         port,
         "the expired allocation's port is reused"
+    );
+    expect_error(
+        &a.refresh(Some(2)).await,
+        437,
+        "Refresh after the allocation expired",
     );
 }
 
