@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use libfuzzer_sys::fuzz_target;
-use natbridge::signal::limits::{ConnectionCounter, ConnectionSlot};
+use natbridge::connections::{ConnectionCounter, ConnectionSlot};
 use natbridge::signal::outbox::{self, Inbox, Outbox};
 use natbridge::signal::protocol::SignalKind;
 use natbridge::signal::rooms::{Connection, Registry, turn_user};
