@@ -224,9 +224,13 @@ test('a bundled picture chosen on the join screen replaces the background the ot
     pages.push(b);
     const a = await openPage(browser, `${daemon.url}/r/picture-room`, 'Alice', { setup: isolate(requests) });
     pages.push(a);
-    // The preview may have started by itself (permission already granted).
-    if (await a.isVisible('#preview-btn')) await a.click('#preview-btn');
-    await waitFor(a, () => document.querySelector('#preview').videoWidth > 0);
+    // The preview may start by itself (permission already granted) at any
+    // moment, hiding the button: check and click in one step in the page.
+    await waitFor(a, () => {
+      const btn = document.querySelector('#preview-btn');
+      if (!btn.hidden) btn.click();
+      return document.querySelector('#preview').videoWidth > 0;
+    });
     await a.click('#bg-lobby .bg-option[title="Lagoon"]');
     await waitFor(a, () => window.natbridge.media.effectState.state !== 'loading', undefined, EFFECT_TIMEOUT_MS);
     assert.equal(await a.evaluate(() => window.natbridge.media.effectState.state), 'on');

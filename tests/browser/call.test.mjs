@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  startDaemon, launchBrowser, joinCall, waitConnected, snapshot, peerIdOf, framesFrom,
+  startDaemon, launchBrowser, openPage, joinCall, waitConnected, snapshot, peerIdOf, framesFrom,
   framesKeepComing, chatArrives, waitFor, withDiagnostics, EVENT_TIMEOUT_MS,
 } from './harness.mjs';
 
@@ -185,5 +185,32 @@ test('recording the call downloads a WebM file', { timeout: 60000 }, async () =>
     // A WebM (EBML) file with more than a header in it.
     assert.equal(file.subarray(0, 4).toString('hex'), '1a45dfa3');
     assert.ok(file.length > 10000, `recording is only ${file.length} bytes`);
+  });
+});
+
+test('clicking "Check camera" while the preview opens by itself opens the camera once', { timeout: 60000 }, async () => {
+  const pages = [];
+  await withDiagnostics(daemon, pages, async () => {
+    const countCalls = async (context) => {
+      await context.addInitScript(() => {
+        window.__gumCalls = 0;
+        const gum = MediaDevices.prototype.getUserMedia;
+        MediaDevices.prototype.getUserMedia = function getUserMedia(...args) {
+          window.__gumCalls += 1;
+          return gum.apply(this, args);
+        };
+      });
+    };
+    const a = await openPage(browser, `${daemon.url}/r/preview-room`, 'Alice', { setup: countCalls });
+    pages.push(a);
+    // Two clicks in one turn, racing each other and the automatic preview.
+    await a.evaluate(() => {
+      const btn = document.querySelector('#preview-btn');
+      btn.click();
+      btn.click();
+    });
+    await waitFor(a, () => document.querySelector('#preview').videoWidth > 0);
+    await a.waitForTimeout(500);
+    assert.equal(await a.evaluate(() => window.__gumCalls), 1, 'getUserMedia calls');
   });
 });

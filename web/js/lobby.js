@@ -100,8 +100,17 @@ export class Lobby {
   }
 
   // Opens camera and microphone; returns false (after saying why) if not.
-  async #startMedia() {
-    if (this.started) return true;
+  // A click while the automatic preview is still opening waits for that one
+  // instead of opening the devices a second time.
+  #startMedia() {
+    if (this.started) return Promise.resolve(true);
+    this.starting ??= this.#openMedia().finally(() => {
+      this.starting = null;
+    });
+    return this.starting;
+  }
+
+  async #openMedia() {
     this.#showError('');
     try {
       const warning = await this.media.start({ audioOnly: this.audioOnly.checked });
