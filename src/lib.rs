@@ -30,6 +30,7 @@
 pub mod bench;
 pub mod budget;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod creds;

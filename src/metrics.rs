@@ -197,7 +197,7 @@ pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bo
             );
         }
     }
-    let (rooms, peers) = signal.registry.counts();
+    let (rooms, peers) = signal.rooms.counts();
     o.single(
         "natbridge_signaling_rooms",
         "gauge",
@@ -232,7 +232,7 @@ pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bo
     for (code, n) in signal.error_counts() {
         o.sample("natbridge_signaling_errors_total", &[("code", code)], n);
     }
-    let queues = signal.registry.queues();
+    let queues = signal.rooms.queues();
     queue_bytes(&mut o, "natbridge_signaling", "signaling clients", queues);
     o.single(
         "natbridge_signaling_queue_limit_bytes",
@@ -254,6 +254,9 @@ pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bo
             );
         }
     }
+    if let Some(cluster) = signal.rooms.cluster() {
+        cluster_series(&mut o, &cluster.stats);
+    }
     queue_bytes(
         &mut o,
         "natbridge_turn_stream",
@@ -267,4 +270,67 @@ pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bo
         streams.refused(QueueKind::Send, Over::Queue),
     );
     o.0
+}
+
+/// Cluster mode's gauges and counters: this node's view, no per-node labels
+/// (each node is scraped on its own).
+fn cluster_series(o: &mut Out, c: &crate::cluster::ClusterStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    o.single(
+        "natbridge_cluster_redis_up",
+        "gauge",
+        "1 while the last heartbeat reached Redis.",
+        u64::from(c.redis_up.load(Relaxed)),
+    );
+    o.single(
+        "natbridge_cluster_nodes",
+        "gauge",
+        "Nodes with a live heartbeat in Redis, this one included.",
+        c.nodes.load(Relaxed),
+    );
+    o.single(
+        "natbridge_cluster_redis_rtt_microseconds",
+        "gauge",
+        "Round trip of the last heartbeat to Redis.",
+        c.rtt_us.load(Relaxed),
+    );
+    o.family(
+        "natbridge_cluster_signals_total",
+        "counter",
+        "Signals that crossed Redis: sent from this node's peers, and received for them.",
+    );
+    o.sample(
+        "natbridge_cluster_signals_total",
+        &[("direction", "out")],
+        c.signals_out.load(Relaxed),
+    );
+    o.sample(
+        "natbridge_cluster_signals_total",
+        &[("direction", "in")],
+        c.signals_in.load(Relaxed),
+    );
+    o.single(
+        "natbridge_cluster_events_total",
+        "counter",
+        "Room events received from the cluster.",
+        c.events_in.load(Relaxed),
+    );
+    o.single(
+        "natbridge_cluster_redis_errors_total",
+        "counter",
+        "Redis commands or subscriptions that failed.",
+        c.redis_errors.load(Relaxed),
+    );
+    o.single(
+        "natbridge_cluster_resyncs_total",
+        "counter",
+        "Times this node (re)subscribed and put its peers back into Redis.",
+        c.resyncs.load(Relaxed),
+    );
+    o.single(
+        "natbridge_cluster_nodes_reaped_total",
+        "counter",
+        "Nodes this node found dead (heartbeat expired) and whose peers it marked away.",
+        c.reaped_nodes.load(Relaxed),
+    );
 }

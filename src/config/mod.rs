@@ -1,6 +1,6 @@
 //! The daemon's configuration: a TOML file with the sections `[turn]`,
 //! `[auth]`, `[peers]`, `[log]`, `[http]`, `[tls]`, `[signaling]`,
-//! `[service]` and `[metrics]`.
+//! `[service]`, `[metrics]` and `[cluster]`.
 //!
 //! The annotated `config.toml` at the repository root is compiled in and is
 //! the built-in default, so the documentation a sysadmin reads and the values
@@ -48,6 +48,7 @@ pub struct Config {
     pub signaling: SignalingSection,
     pub service: ServiceSection,
     pub metrics: MetricsSection,
+    pub cluster: ClusterSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,6 +290,22 @@ pub struct MetricsSection {
     pub allow: Vec<ipnet::IpNet>,
 }
 
+/// Several nodes acting as one service through Redis (docs/cluster.md).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// `redis://host:port[/db]`, or empty for a single node.
+    pub redis_url: String,
+    /// This node's name in Redis, or `"auto"`: random at every start.
+    pub node_id: String,
+    /// Prefix of every Redis key and channel, so clusters can share a Redis.
+    pub key_prefix: String,
+    /// Milliseconds between heartbeats.
+    pub heartbeat_ms: u64,
+    /// Milliseconds without a heartbeat after which a node counts as dead.
+    pub node_timeout_ms: u64,
+}
+
 // The section defaults below are what serde fills in for keys a file leaves
 // out. They cannot be taken from the embedded file, because parsing the file
 // needs them; the unit tests pin them to config.toml instead.
@@ -322,6 +339,38 @@ impl Default for TurnSection {
             stream_idle_timeout: 30,
             stream_send_queue: 512,
             stream_send_queue_bytes: 512 * 1024,
+        }
+    }
+}
+
+// By hand: the Redis URL may carry a password.
+impl std::fmt::Debug for ClusterSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = match url::Url::parse(&self.redis_url) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("<redacted>"));
+                url.to_string()
+            }
+            _ => self.redis_url.clone(),
+        };
+        f.debug_struct("ClusterSection")
+            .field("redis_url", &url)
+            .field("node_id", &self.node_id)
+            .field("key_prefix", &self.key_prefix)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("node_timeout_ms", &self.node_timeout_ms)
+            .finish()
+    }
+}
+
+impl Default for ClusterSection {
+    fn default() -> ClusterSection {
+        ClusterSection {
+            redis_url: String::new(),
+            node_id: "auto".to_owned(),
+            key_prefix: "natbridge".to_owned(),
+            heartbeat_ms: 1000,
+            node_timeout_ms: 3000,
         }
     }
 }
@@ -496,6 +545,7 @@ impl Config {
             signaling: SignalingSection::default(),
             service: ServiceSection::default(),
             metrics: MetricsSection::default(),
+            cluster: ClusterSection::default(),
         }
     }
 
@@ -559,6 +609,12 @@ impl Config {
             if !secret.is_empty() {
                 *secret = REDACTED.to_owned();
             }
+        }
+        if let Ok(mut url) = url::Url::parse(&shown.cluster.redis_url)
+            && url.password().is_some()
+            && url.set_password(Some(REDACTED)).is_ok()
+        {
+            shown.cluster.redis_url = url.to_string();
         }
         shown.to_toml()
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 
 use crate::budget::Pool;
+use crate::cluster::{Cluster, PeerSettings};
 use crate::config::Config;
 use crate::config::ProxyHeader;
 use crate::connections::ConnectionCounter;
@@ -19,6 +20,7 @@ use crate::net::stats_board::StatsBoard;
 use crate::net::stream::{StreamSettings, reuseport_tcp};
 use crate::net::udp;
 use crate::net::worker::{self, Control, Worker, WorkerSetup};
+use crate::signal::directory::Directory;
 use crate::signal::ice::{IceIssuer, IceSettings, now_unix};
 use crate::signal::limits::PerIpRate;
 use crate::signal::rooms::{Registry, Revoke};
@@ -209,6 +211,7 @@ impl Daemon {
             );
         }
         announce(&relay);
+        let turn_addrs = advertised_turn_addrs(cfg, &relay);
         let core_cfg = Arc::new(core_config(cfg, relay, secrets.clone()));
         let mut rng = rand::rng();
         let shared = Arc::new(SharedState::new(core_cfg.port_range, &mut rng));
@@ -268,8 +271,15 @@ impl Daemon {
                 });
             }
         });
+        let rooms = if cfg.cluster.redis_url.is_empty() {
+            Directory::Local(Registry::new(revoke))
+        } else {
+            let cluster = Cluster::new(&cfg.cluster, revoke, cluster_settings(cfg), turn_addrs)?;
+            tracing::info!(node = %cluster.node_id, "cluster mode: rooms are shared through Redis");
+            Directory::Cluster(cluster)
+        };
         let signal = Arc::new(SignalContext::new(
-            Registry::new(revoke),
+            rooms,
             IceIssuer::new(ice_settings(cfg, secrets.clone())),
             SessionLimits::from_config(cfg),
         ));
@@ -328,6 +338,9 @@ impl Daemon {
         let core_cfg = Arc::new(core_config(cfg, resolve_relay_addrs(cfg), secrets.clone()));
         self.http.signal.ice.replace(ice_settings(cfg, secrets));
         self.http.signal.set_limits(SessionLimits::from_config(cfg));
+        if let Some(cluster) = self.http.signal.rooms.cluster() {
+            cluster.set_settings(cluster_settings(cfg));
+        }
         self.http.replace_settings(http_settings(cfg));
         self.http
             .serve
@@ -389,5 +402,31 @@ impl Daemon {
         for w in self.workers {
             let _ = w.thread.join();
         }
+    }
+}
+
+/// Where this node's TURN server takes UDP, as clients reach it: what a
+/// sibling names in ALTERNATE-SERVER.
+fn advertised_turn_addrs(cfg: &Config, relay: &addrs::RelayAddrs) -> Vec<std::net::SocketAddr> {
+    cfg.turn
+        .listen
+        .iter()
+        .filter_map(|l| {
+            let ip = match (l.ip().is_unspecified(), l.is_ipv4()) {
+                (false, _) => l.ip(),
+                (true, true) => relay.v4.advertised,
+                (true, false) => relay.v6.as_ref()?.advertised,
+            };
+            Some(std::net::SocketAddr::new(ip, l.port()))
+        })
+        .collect()
+}
+
+/// What the cluster reads of the signaling and auth settings.
+pub fn cluster_settings(cfg: &Config) -> PeerSettings {
+    PeerSettings {
+        resume_grace: Duration::from_secs(cfg.signaling.resume_grace),
+        peer_queue_bytes: cfg.signaling.peer_queue_bytes,
+        credential_lifetime: Duration::from_secs(cfg.auth.credential_ttl + cfg.auth.expiry_grace),
     }
 }

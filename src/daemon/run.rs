@@ -25,6 +25,9 @@ pub async fn serve(cfg: Config, path: Option<PathBuf>, log_reload: LogReload) ->
     let mut hup = signal(SignalKind::hangup())?;
     let mut daemon = Daemon::start(&cfg)?;
     daemon.spawn_http(&cfg).await?;
+    if let Some(cluster) = daemon.http.signal.rooms.cluster() {
+        cluster.start();
+    }
     wait_for_workers(&daemon).await;
     notify::ready(&status_line(&daemon));
 
@@ -92,7 +95,7 @@ async fn wait_for_workers(daemon: &Daemon) {
 
 fn status_line(daemon: &Daemon) -> String {
     let turn = summarize(&daemon.stats).stats;
-    let (rooms, peers) = daemon.http.signal.registry.counts();
+    let (rooms, peers) = daemon.http.signal.rooms.counts();
     format!(
         "{} allocations, {rooms} rooms, {peers} peers",
         turn.allocations_active
@@ -141,5 +144,8 @@ async fn drain(
         }
     }
     tracing::info!("stopping");
+    if let Some(cluster) = daemon.http.signal.rooms.cluster() {
+        cluster.stop().await;
+    }
     let _ = tokio::task::spawn_blocking(move || daemon.shutdown()).await;
 }

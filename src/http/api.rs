@@ -127,7 +127,10 @@ pub async fn rooms(State(state): State<AppState>, headers: HeaderMap) -> Respons
     if let Some(r) = refuse_admin(&state, &headers) {
         return r;
     }
-    Json(json!({"rooms": state.signal.registry.rooms()})).into_response()
+    match state.signal.rooms.rooms().await {
+        Ok(rooms) => Json(json!({"rooms": rooms})).into_response(),
+        Err(_) => cluster_unavailable(),
+    }
 }
 
 pub async fn room_peers(
@@ -138,8 +141,17 @@ pub async fn room_peers(
     if let Some(r) = refuse_admin(&state, &headers) {
         return r;
     }
-    match state.signal.registry.room_peers(&room) {
-        Some(peers) => Json(json!({"room": room, "peers": peers})).into_response(),
-        None => json_error(StatusCode::NOT_FOUND, "unknown_room", "no such room"),
+    match state.signal.rooms.room_peers(&room).await {
+        Ok(Some(peers)) => Json(json!({"room": room, "peers": peers})).into_response(),
+        Ok(None) => json_error(StatusCode::NOT_FOUND, "unknown_room", "no such room"),
+        Err(_) => cluster_unavailable(),
     }
+}
+
+fn cluster_unavailable() -> Response {
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the cluster's shared state (Redis) is unreachable",
+    )
 }

@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
             "/healthz",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
+        .route("/readyz", get(readyz))
         .route("/api/ice-servers", get(api::ice_servers))
         .route("/api/rooms", get(api::rooms))
         .route("/api/rooms/{room}/peers", get(api::room_peers))
@@ -98,6 +99,28 @@ pub fn router(state: AppState) -> Router {
         .route("/{*path}", get(web::file))
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
+}
+
+/// Whether a load balancer should send new clients here: not while
+/// draining, nor in cluster mode while Redis is unreachable. /healthz only
+/// says that the process answers.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let signal = &state.signal;
+    let reason = if signal.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        Some("draining")
+    } else if signal.rooms.cluster().is_some_and(|c| !c.ready()) {
+        Some("redis_unreachable")
+    } else {
+        None
+    };
+    match reason {
+        None => axum::Json(json!({"status": "ready"})).into_response(),
+        Some(r) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "not_ready", "reason": r})),
+        )
+            .into_response(),
+    }
 }
 
 /// "example.com:8080" -> "example.com", "[::1]:80" -> "[::1]".

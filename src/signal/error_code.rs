@@ -28,10 +28,11 @@ pub enum ErrorCode {
     RateLimited,
     Draining,
     PeerQueueFull,
+    Unavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadJson,
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
@@ -54,6 +55,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Draining,
         ErrorCode::PeerQueueFull,
+        ErrorCode::Unavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +82,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Draining => "draining",
             ErrorCode::PeerQueueFull => "peer_queue_full",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 

@@ -1,6 +1,7 @@
 //! The signaling half: WebSocket sessions, rooms, and TURN credentials for the
 //! peers in them (docs/protocol.md).
 
+pub mod directory;
 pub mod error_code;
 pub mod ice;
 pub mod jwt;
@@ -19,8 +20,8 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::connections::ConnectionCounter;
+use directory::Directory;
 use ice::IceIssuer;
-use rooms::Registry;
 
 /// The limits a session reads at connect time.
 #[derive(Debug, Clone)]
@@ -80,7 +81,7 @@ impl SessionLimits {
 
 /// Everything sessions share.
 pub struct SignalContext {
-    pub registry: Registry,
+    pub rooms: Directory,
     pub ice: IceIssuer,
     pub counter: Arc<ConnectionCounter>,
     pub next_conn: AtomicU64,
@@ -93,10 +94,10 @@ pub struct SignalContext {
 }
 
 impl SignalContext {
-    pub fn new(registry: Registry, ice: IceIssuer, limits: SessionLimits) -> SignalContext {
-        registry.queues().set_limit(limits.total_queue_bytes);
+    pub fn new(rooms: Directory, ice: IceIssuer, limits: SessionLimits) -> SignalContext {
+        rooms.queues().set_limit(limits.total_queue_bytes);
         SignalContext {
-            registry,
+            rooms,
             ice,
             counter: Arc::new(ConnectionCounter::default()),
             next_conn: AtomicU64::new(1),
@@ -122,7 +123,7 @@ impl SignalContext {
     }
 
     pub fn set_limits(&self, limits: SessionLimits) {
-        self.registry.queues().set_limit(limits.total_queue_bytes);
+        self.rooms.queues().set_limit(limits.total_queue_bytes);
         if let Ok(mut l) = self.limits.write() {
             *l = Arc::new(limits);
         }

@@ -43,7 +43,7 @@ impl SignalKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct MediaState {
     pub audio: bool,
     pub video: bool,

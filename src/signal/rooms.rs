@@ -46,7 +46,7 @@ struct Peer {
 }
 
 /// A peer as others see it: in `joined.peers`, `peer.joined` and the REST API.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PeerInfo {
     pub id: String,
     pub name: String,
@@ -115,7 +115,7 @@ pub fn turn_user(room: &str, peer_id: &str) -> String {
     format!("{room}/{peer_id}")
 }
 
-fn random_id(bytes: usize) -> String {
+pub(crate) fn random_id(bytes: usize) -> String {
     use base64::Engine;
     let mut b = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut b);
@@ -417,7 +417,7 @@ impl Registry {
 /// The answer to a sender whose signal did not fit the target's queue (the
 /// target stopped reading, or is away and much was sent to it meanwhile) or
 /// the server's total: the signal is dropped, and the sender should know.
-fn queue_full(to: &str, over: Over) -> ProtoError {
+pub(crate) fn queue_full(to: &str, over: Over) -> ProtoError {
     let reason = match over {
         Over::Queue => format!("signal dropped: the queue of peer {to} is full"),
         Over::Total => "signal dropped: the server's signaling queues are full".to_owned(),

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::directory::Detached;
 use super::limits::TokenBucket;
 use super::outbox::{self, Outbox};
 use super::protocol::{self, ClientMessage, Envelope, ProtoError};
@@ -55,7 +56,7 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
     let (mut sink, mut stream) = socket.split();
     let kill = Arc::new(Notify::new());
     let (tx, mut rx) = outbox::channel(
-        ctx.registry.queues().clone(),
+        ctx.rooms.queues().clone(),
         limits.peer_queue_bytes,
         limits.send_queue,
         kill.clone(),
@@ -129,7 +130,7 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
                 };
                 last_seen = Instant::now();
                 let flow = match frame {
-                    Message::Text(text) => s.on_text(text.as_str()),
+                    Message::Text(text) => s.on_text(text.as_str()).await,
                     Message::Binary(_) => s.on_binary(),
                     Message::Close(_) => Flow::Stop,
                     Message::Ping(_) | Message::Pong(_) => Flow::Continue,
@@ -153,7 +154,9 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
             _ = tokio::time::sleep_until(ice_due), if s.ice_due.is_some() => {
                 s.push_credentials(&None);
             }
-            _ = shutdown.wait_for(|down| *down) => {
+            // In a block of its own: the watch::Ref it yields is not Send,
+            // and other branches await.
+            _ = async { let _ = shutdown.wait_for(|down| *down).await; } => {
                 s.bye("shutdown", Some(SHUTDOWN_RETRY_MS));
                 break;
             }
@@ -254,7 +257,7 @@ impl Session {
         Some(Flow::Continue)
     }
 
-    fn on_text(&mut self, text: &str) -> Flow {
+    async fn on_text(&mut self, text: &str) -> Flow {
         if text.len() > self.limits.max_message_bytes {
             self.tx
                 .push_final(Outbound::Close(1009, "message too large".into()));
@@ -266,14 +269,14 @@ impl Session {
         match protocol::parse(text) {
             Ok(env) => {
                 self.ctx.count_message(env.msg.type_name());
-                self.dispatch(env);
+                self.dispatch(env).await;
             }
             Err((re, e)) => self.error(&e, &re),
         }
         Flow::Continue
     }
 
-    fn dispatch(&mut self, Envelope { id, msg }: Envelope) {
+    async fn dispatch(&mut self, Envelope { id, msg }: Envelope) {
         let not_joined = || ProtoError::new(ErrorCode::NotJoined, "join a room first");
         match msg {
             ClientMessage::Join {
@@ -281,20 +284,20 @@ impl Session {
                 name,
                 token,
                 resume,
-            } => match self.join(room, name, token, resume) {
+            } => match self.join(room, name, token, resume).await {
                 Ok(joined) => self.on_joined(joined, &id),
                 Err(e) => self.error(&e, &id),
             },
             ClientMessage::Leave => match self.peer.take() {
                 Some((peer, _)) => {
-                    self.ctx.registry.leave(&peer, self.conn_id);
+                    self.ctx.rooms.leave(&peer, self.conn_id).await;
                     self.ice_due = None;
                     self.send(&protocol::ok(&id));
                 }
                 None => self.error(&not_joined(), &id),
             },
             ClientMessage::Signal { to, kind, payload } => match &self.peer {
-                Some((peer, _)) => match self.ctx.registry.signal(peer, &to, kind, &payload) {
+                Some((peer, _)) => match self.ctx.rooms.signal(peer, &to, kind, &payload).await {
                     Ok(()) => {
                         if id.is_some() {
                             self.send(&protocol::ok(&id));
@@ -310,7 +313,7 @@ impl Session {
                 screen,
             } => match &self.peer {
                 Some((peer, _)) => {
-                    self.ctx.registry.set_state(peer, audio, video, screen);
+                    self.ctx.rooms.set_state(peer, audio, video, screen).await;
                     if id.is_some() {
                         self.send(&protocol::ok(&id));
                     }
@@ -330,7 +333,7 @@ impl Session {
         }
     }
 
-    fn join(
+    async fn join(
         &mut self,
         room: String,
         name: Option<String>,
@@ -383,11 +386,13 @@ impl Session {
             outbox: self.tx.clone(),
         };
         match resume {
-            Some(token) => self.ctx.registry.resume(conn, &room, &token),
-            None => self
-                .ctx
-                .registry
-                .join(conn, &room, name, self.limits.room_capacity),
+            Some(token) => self.ctx.rooms.resume(conn, &room, &token).await,
+            None => {
+                self.ctx
+                    .rooms
+                    .join(conn, &room, name, self.limits.room_capacity)
+                    .await
+            }
         }
     }
 
@@ -452,15 +457,16 @@ impl Session {
         let Some((peer, _)) = self.peer.take() else {
             return Some(slot);
         };
-        let generation = match self.ctx.registry.detach(&peer, self.conn_id, slot) {
-            Ok(generation) => generation,
-            Err(slot) => return Some(slot),
+        let generation = match self.ctx.rooms.detach(&peer, self.conn_id, slot) {
+            Detached::Local(generation) => generation,
+            Detached::Cluster => return None,
+            Detached::NotOurs(slot) => return Some(slot),
         };
         let ctx = self.ctx.clone();
         let grace = self.limits.resume_grace;
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
-            ctx.registry.expire(&peer, generation);
+            ctx.rooms.expire(&peer, generation);
         });
         None
     }

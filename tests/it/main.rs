@@ -13,6 +13,7 @@ mod turn_stream_util;
 mod bad_input;
 mod bench_smoke;
 mod cli;
+mod cluster;
 mod coturn_interop;
 mod credentials;
 mod faults;

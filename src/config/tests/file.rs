@@ -22,9 +22,10 @@ fn section_defaults_agree_with_the_embedded_file() {
     assert_eq!(SignalingSection::default(), expected_defaults().signaling);
     assert_eq!(ServiceSection::default(), expected_defaults().service);
     assert_eq!(MetricsSection::default(), expected_defaults().metrics);
+    assert_eq!(ClusterSection::default(), expected_defaults().cluster);
     assert_eq!(parse("").unwrap(), expected_defaults());
     assert_eq!(
-        parse("[turn]\n[auth]\n[peers]\n[log]\n[http]\n[tls]\n[signaling]\n[service]\n[metrics]\n")
+        parse("[turn]\n[auth]\n[peers]\n[log]\n[http]\n[tls]\n[signaling]\n[service]\n[metrics]\n[cluster]\n")
             .unwrap(),
         expected_defaults()
     );
@@ -117,6 +118,7 @@ fn http_and_signaling_secrets_stay_out_of_debug_and_redacted_output() {
         "app-key-two",
         "admin-token-0123",
         "jwt \\\"secret",
+        "redis-pass-4242",
     ] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
         assert!(!redacted.contains(secret), "{secret} in {redacted}");

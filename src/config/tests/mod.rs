@@ -136,6 +136,13 @@ fn expected_defaults() -> Config {
             listen: "http".into(),
             allow: vec![net("127.0.0.0/8"), net("::1/128")],
         },
+        cluster: ClusterSection {
+            redis_url: String::new(),
+            node_id: "auto".into(),
+            key_prefix: "natbridge".into(),
+            heartbeat_ms: 1000,
+            node_timeout_ms: 3000,
+        },
     }
 }
 
@@ -230,6 +237,13 @@ fn everything_changed() -> Config {
         metrics: MetricsSection {
             listen: "127.0.0.1:9100".into(),
             allow: vec![net("192.0.2.0/24")],
+        },
+        cluster: ClusterSection {
+            redis_url: "redis://:redis-pass-4242@127.0.0.1:6390/2".into(),
+            node_id: "edge-1".into(),
+            key_prefix: "nb-test".into(),
+            heartbeat_ms: 500,
+            node_timeout_ms: 2000,
         },
     }
 }

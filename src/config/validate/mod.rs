@@ -5,9 +5,11 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 
+mod cluster;
 mod http_limits;
 mod network;
 
+use cluster::check_cluster;
 use http_limits::check_http_limits;
 use network::{
     check_http, check_metrics, check_service, check_signaling, check_tcp_listeners, check_tls,
@@ -77,6 +79,7 @@ impl Config {
         check_signaling(&self.signaling)?;
         check_service(&self.service)?;
         check_metrics(&self.metrics, &self.http)?;
+        check_cluster(&self.cluster)?;
         check_tcp_listeners(self)
     }
 }
