@@ -7,7 +7,7 @@ use std::fmt::Write;
 use crate::budget::{Over, Pool, QueueKind};
 use crate::signal::SignalContext;
 use crate::turn::Transport;
-use crate::turn::stats::{AuthFailure, Stats};
+use crate::turn::stats::{AuthFailure, Redirect, Stats};
 
 struct Out(String);
 
@@ -98,6 +98,18 @@ pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bo
         "Authenticated Allocate requests refused (quota, capacity, bad request).",
         turn.allocation_failures,
     );
+    o.family(
+        "natbridge_turn_try_alternate_total",
+        "counter",
+        "Authenticated Allocate requests answered 300 Try Alternate, naming a sibling from turn.alternate_servers, by why this server did not take them.",
+    );
+    for why in Redirect::ALL {
+        o.sample(
+            "natbridge_turn_try_alternate_total",
+            &[("reason", why.as_str())],
+            turn.try_alternate_for(why),
+        );
+    }
     o.family(
         "natbridge_turn_auth_failures_total",
         "counter",

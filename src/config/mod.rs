@@ -108,6 +108,11 @@ pub struct TurnSection {
     pub stream_send_queue: u32,
     /// Bytes queued for sending per TCP or TLS connection; the same rule.
     pub stream_send_queue_bytes: u64,
+    /// Sibling TURN servers ("IP:PORT") an Allocate is sent to with 300 Try
+    /// Alternate while this one drains or is full; empty = 508 as before.
+    /// Entries naming this server are skipped, so one list fits every node.
+    #[serde(with = "values::socket_addr_list")]
+    pub alternate_servers: Vec<SocketAddr>,
 }
 
 // Debug is written by hand so that printing a configuration never leaks the
@@ -339,6 +344,7 @@ impl Default for TurnSection {
             stream_idle_timeout: 30,
             stream_send_queue: 512,
             stream_send_queue_bytes: 512 * 1024,
+            alternate_servers: Vec::new(),
         }
     }
 }

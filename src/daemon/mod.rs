@@ -26,6 +26,7 @@ use crate::signal::limits::PerIpRate;
 use crate::signal::rooms::{Registry, Revoke};
 use crate::signal::{SessionLimits, SignalContext};
 use crate::tls::CertStore;
+use crate::turn::alternates::{AlternateServers, OwnEndpoints};
 use crate::turn::policy::{OwnAddresses, PeerPolicy};
 use crate::turn::{CoreConfig, SharedState};
 
@@ -76,6 +77,32 @@ pub fn core_config(cfg: &Config, relay: RelayAddrs, secrets: Secrets) -> CoreCon
     }
 }
 
+/// What names this server among `turn.alternate_servers`.
+fn own_endpoints(cfg: &Config, relay: RelayAddrs) -> OwnEndpoints {
+    let t = &cfg.turn;
+    let mut advertised = vec![relay.v4.advertised];
+    advertised.extend(relay.v6.map(|v6| v6.advertised));
+    OwnEndpoints {
+        listen: t.listen.iter().chain(&t.tls_listen).copied().collect(),
+        advertised,
+        host: addrs::host_addresses(cfg),
+    }
+}
+
+/// Fills `alternates` from the configuration (at start and on reload).
+fn apply_alternates(alternates: &AlternateServers, cfg: &Config, relay: RelayAddrs) {
+    alternates.set_own(own_endpoints(cfg, relay));
+    let own = alternates.set(cfg.turn.alternate_servers.clone());
+    let list = alternates.list();
+    if !list.is_empty() || own > 0 {
+        tracing::info!(
+            alternates = ?list,
+            skipped_as_own = own,
+            "alternate servers: Allocate gets 300 naming one of them while draining or full"
+        );
+    }
+}
+
 pub fn worker_count(cfg: &Config) -> usize {
     match cfg.turn.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -94,6 +121,8 @@ pub struct Daemon {
     certs: Option<Arc<CertStore>>,
     /// `turn.batch_delay_us`, read by every worker before it sleeps.
     batch_delay: BatchDelay,
+    /// Siblings for 300 Try Alternate, read by every worker's core.
+    alternates: AlternateServers,
 }
 
 /// `workers` SO_REUSEPORT listeners on every address, one set per worker.
@@ -215,6 +244,7 @@ impl Daemon {
         let core_cfg = Arc::new(core_config(cfg, relay, secrets.clone()));
         let mut rng = rand::rng();
         let shared = Arc::new(SharedState::new(core_cfg.port_range, &mut rng));
+        apply_alternates(&shared.alternates, cfg, relay);
         let n = worker_count(cfg);
         let sockets = udp::bind_listeners(&cfg.turn.listen, n)?;
         let tcp_addrs: &[std::net::SocketAddr] = if cfg.turn.tcp { &cfg.turn.listen } else { &[] };
@@ -316,6 +346,7 @@ impl Daemon {
             http_listener: Some(http_listener),
             certs,
             batch_delay,
+            alternates: shared.alternates.clone(),
         })
     }
 
@@ -346,6 +377,7 @@ impl Daemon {
             .serve
             .replace(conn_limits(cfg), trusted_proxies(cfg));
         self.batch_delay.set(cfg.turn.batch_delay_us);
+        apply_alternates(&self.alternates, cfg, resolve_relay_addrs(cfg));
         for w in &self.workers {
             let _ = w.control.send(Control::Reconfigure(core_cfg.clone()));
         }
@@ -385,6 +417,13 @@ impl Daemon {
 
     pub fn relay(&self) -> RelayAddrs {
         self.relay
+    }
+
+    /// The sibling list every worker reads: whatever learns the live
+    /// siblings (the cluster module) calls `set` on it. A reload sets it
+    /// back to `turn.alternate_servers`.
+    pub fn alternates(&self) -> &AlternateServers {
+        &self.alternates
     }
 
     /// Stop taking allocations and joins; tell signaling clients to go.

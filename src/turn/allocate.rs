@@ -10,10 +10,12 @@ use stun::message::*;
 use super::allocation::{Allocation, PendingAllocate, Relay};
 use super::auth::Authenticated;
 use super::error::*;
+use super::policy::unmap;
 use super::request::{AllocateRequest, FamilyRequest};
 use super::server::{Answer, BIND_ATTEMPTS};
+use super::stats::Redirect;
 use super::wire::Reply;
-use super::{ClientAddr, Command, Family, Now, RelayId, TurnCore};
+use super::{ClientAddr, Command, Family, Now, RelayId, Transport, TurnCore};
 use crate::untrusted::Untrusted;
 
 /// The relay sockets one Allocate gets.
@@ -53,15 +55,22 @@ impl TurnCore {
         if self.by_client.contains_key(&client) {
             return Err(ALLOCATION_MISMATCH);
         }
+        // A RESERVATION-TOKEN names a port held here: no sibling knows it.
+        let movable = !matches!(&req, Ok(r) if r.reservation.is_some());
         if self.draining {
-            return Err(SHUTTING_DOWN);
+            return self.try_alternate(client, tid, movable, Redirect::Draining, SHUTTING_DOWN);
         }
         let req = req?;
         let wanted = self.wanted_relays(req.family)?;
         let lifetime = self.granted_lifetime(req.lifetime).ok_or(BAD_LIFETIME)?;
         let (even, token) = (req.even_port, req.reservation);
         let user = auth.user();
-        self.take_quota(user)?;
+        match self.take_quota(user) {
+            Err(e) if e == INSUFFICIENT_CAPACITY => {
+                return self.try_alternate(client, tid, movable, Redirect::Capacity, e);
+            }
+            other => other?,
+        }
         // The token is claimed only now that nothing else can refuse the
         // request: a claim ahead of a 400 or 486 would lose the port for good.
         let reserved_port = match token {
@@ -100,6 +109,10 @@ impl TurnCore {
         };
         if let Err(e) = self.assign_relays(&mut alloc, &wanted, reserved_port, even, now) {
             self.release(&alloc);
+            if e == INSUFFICIENT_CAPACITY {
+                // The relay port range is used up: full, as at max_allocations.
+                return self.try_alternate(client, tid, movable, Redirect::Capacity, e);
+            }
             return Err(e);
         }
         let binds: Vec<Command> = alloc
@@ -118,6 +131,60 @@ impl TurnCore {
         self.commands.extend(binds);
         self.sweep_by(now.mono);
         Ok(Answer::Pending)
+    }
+
+    /// The answer to an authenticated Allocate this server will not take
+    /// (draining, or full): 300 Try Alternate with ALTERNATE-SERVER naming a
+    /// sibling of the client's address family (RFC 8489 §14.15: the family
+    /// of the request's source), round robin; `refusal` when there is no
+    /// such sibling or the request cannot move. The caller seals it with
+    /// MESSAGE-INTEGRITY, as every answer to an authenticated request
+    /// (RFC 8489 §9.2.4), so the client can trust where it is sent.
+    ///
+    /// Only authenticated requests get here. RFC 8656 §7.2 lets a server
+    /// redirect before it authenticates, which would save the client one
+    /// round trip, but a 300 (header, ERROR-CODE and a 12- or 24-byte
+    /// ALTERNATE-SERVER: 56 bytes for IPv4, 68 for IPv6, before FINGERPRINT)
+    /// is larger than the smallest unauthenticated Allocate (28 bytes), so
+    /// it would break "never answer an unauthenticated packet with more
+    /// than it sent", and would hand any spoofed source the cluster's
+    /// addresses. The 401 challenge stays as small as ever; the redirect
+    /// follows it.
+    ///
+    /// TURN over TLS keeps `refusal`: a client that checked our certificate
+    /// would need ALTERNATE-DOMAIN too (RFC 8489 §10), and the alternates
+    /// are UDP/TCP ports.
+    fn try_alternate(
+        &mut self,
+        client: ClientAddr,
+        tid: [u8; 12],
+        movable: bool,
+        why: Redirect,
+        refusal: TurnError,
+    ) -> Result<Answer, TurnError> {
+        if !movable || client.transport == Transport::Tls {
+            return Err(refusal);
+        }
+        let family = Family::of(unmap(client.addr.ip()));
+        let Some(alternate) = self.shared.alternates.pick(family) else {
+            return Err(refusal);
+        };
+        self.stats.redirected(why);
+        tracing::debug!(
+            client = %client.addr,
+            transport = client.transport.as_str(),
+            alternate = %alternate,
+            why = why.as_str(),
+            "Allocate sent to an alternate server (300)"
+        );
+        let mut r = Reply::error_for(
+            METHOD_ALLOCATE,
+            tid,
+            TRY_ALTERNATE.code,
+            TRY_ALTERNATE.reason,
+        );
+        r.plain_addr(ATTR_ALTERNATE_SERVER, alternate);
+        Ok(Answer::Reply(r))
     }
 
     /// Counts one more allocation for `user` and in total, or refuses.

@@ -32,6 +32,8 @@ pub const WRONG_CREDENTIALS: TurnError = e(441, "Wrong Credentials");
 pub const UNSUPPORTED_TRANSPORT: TurnError = e(442, "Unsupported Transport Protocol");
 pub const PEER_FAMILY_MISMATCH: TurnError = e(443, "Peer Address Family Mismatch");
 pub const QUOTA_REACHED: TurnError = e(486, "Allocation Quota Reached");
+/// RFC 8489 §14.8's reason phrase; sent with ALTERNATE-SERVER.
+pub const TRY_ALTERNATE: TurnError = e(300, "Try Alternate");
 pub const SERVER_ERROR: TurnError = e(500, "Server Error");
 pub const INSUFFICIENT_CAPACITY: TurnError = e(508, "Insufficient Capacity");
 pub const SHUTTING_DOWN: TurnError = e(508, "Server Shutting Down");

@@ -2,6 +2,7 @@
 //! time in; commands out); `crate::net::udp` drives it with real sockets.
 
 pub mod allocation;
+pub mod alternates;
 pub mod error;
 pub mod live_relays;
 pub mod nonce;
@@ -34,6 +35,7 @@ use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use crate::creds::Secrets;
+use alternates::AlternateServers;
 use live_relays::LiveRelays;
 pub use policy::{OwnAddresses, PeerPolicy};
 use ports::RelayPortPool;
@@ -229,6 +231,9 @@ pub struct SharedState {
     pub live: LiveRelays,
     /// Users seen and users revoked, for every worker.
     pub revocations: Mutex<Revocations>,
+    /// Siblings an Allocate is sent to (300) while this server drains or is
+    /// full; empty means refuse with 508 as before.
+    pub alternates: AlternateServers,
 }
 
 impl SharedState {
@@ -246,6 +251,7 @@ impl SharedState {
             reservations: Mutex::new(HashMap::new()),
             live: LiveRelays::default(),
             revocations: Mutex::new(Revocations::default()),
+            alternates: AlternateServers::default(),
         }
     }
 }

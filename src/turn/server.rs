@@ -318,7 +318,8 @@ impl TurnCore {
             Ok(Answer::Reply(r))
         } else {
             // Parsed here, acted on in the handler, which makes its state
-            // checks (437, 508 while draining) before it looks at the result.
+            // checks (437, 300 or 508 while draining) before it looks at the
+            // result.
             match method {
                 METHOD_ALLOCATE => {
                     let req = AllocateRequest::parse(&msg);

@@ -42,11 +42,39 @@ impl AuthFailure {
     }
 }
 
+/// Why an Allocate was sent to a sibling with 300 Try Alternate: bounded, so
+/// it can be a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Redirect {
+    /// SIGTERM received: the drain period.
+    Draining,
+    /// `turn.max_allocations` reached, or no relay port left.
+    Capacity,
+}
+
+impl Redirect {
+    pub const ALL: [Redirect; 2] = [Redirect::Draining, Redirect::Capacity];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Redirect::Draining => "draining",
+            Redirect::Capacity => "capacity",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub allocations_created: u64,
     pub allocations_active: u64,
     pub allocation_failures: u64,
+    /// Allocate requests answered 300 Try Alternate, by why this server
+    /// would not take them (`Redirect::index`).
+    pub try_alternate: [u64; Redirect::ALL.len()],
     pub auth_failures: [u64; AuthFailure::ALL.len()],
     pub stale_nonces: u64,
     pub permission_denied: u64,
@@ -77,10 +105,21 @@ impl Stats {
         self.auth_failures[why.index()]
     }
 
+    pub fn redirected(&mut self, why: Redirect) {
+        self.try_alternate[why.index()] += 1;
+    }
+
+    pub fn try_alternate_for(&self, why: Redirect) -> u64 {
+        self.try_alternate[why.index()]
+    }
+
     pub fn add(&mut self, o: &Stats) {
         self.allocations_created += o.allocations_created;
         self.allocations_active += o.allocations_active;
         self.allocation_failures += o.allocation_failures;
+        for (a, b) in self.try_alternate.iter_mut().zip(o.try_alternate) {
+            *a += b;
+        }
         for (a, b) in self.auth_failures.iter_mut().zip(o.auth_failures) {
             *a += b;
         }

@@ -292,6 +292,17 @@ impl Reply {
         self
     }
 
+    /// An address attribute without the XOR (MAPPED-ADDRESS encoding), as
+    /// ALTERNATE-SERVER is written (RFC 8489 §14.15).
+    pub fn plain_addr(&mut self, t: AttrType, addr: SocketAddr) -> &mut Self {
+        let _ = stun::addr::MappedAddress {
+            ip: addr.ip(),
+            port: addr.port(),
+        }
+        .add_to_as(&mut self.msg, t);
+        self
+    }
+
     pub fn raw(&mut self, t: AttrType, value: &[u8]) -> &mut Self {
         self.msg.add(t, value);
         self

@@ -35,6 +35,7 @@ mod signaling_rest;
 mod signaling_resume;
 mod signaling_rooms;
 mod signaling_turn;
+mod turn_alternate;
 mod turn_client;
 mod turn_stream_budget;
 mod turn_stream_coturn;

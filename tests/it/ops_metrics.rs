@@ -299,6 +299,7 @@ fn check_documented_families(exp: &Exposition) {
         ("natbridge_turn_allocations_active", "gauge", &[]),
         ("natbridge_turn_allocations_created_total", "counter", &[]),
         ("natbridge_turn_allocation_failures_total", "counter", &[]),
+        ("natbridge_turn_try_alternate_total", "counter", &["reason"]),
         ("natbridge_turn_auth_failures_total", "counter", &["reason"]),
         ("natbridge_turn_stale_nonces_total", "counter", &[]),
         ("natbridge_turn_peer_refusals_total", "counter", &["on"]),
@@ -363,6 +364,10 @@ fn check_documented_families(exp: &Exposition) {
             .collect()
     };
     let set = |v: &[&str]| -> BTreeSet<String> { v.iter().map(|s| s.to_string()).collect() };
+    assert_eq!(
+        values("natbridge_turn_try_alternate_total", "reason"),
+        set(&["draining", "capacity"])
+    );
     assert_eq!(
         values("natbridge_turn_peer_refusals_total", "on"),
         set(&["permission", "send"])

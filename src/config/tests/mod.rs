@@ -77,6 +77,7 @@ fn expected_defaults() -> Config {
             stream_idle_timeout: 30,
             stream_send_queue: 512,
             stream_send_queue_bytes: 524288,
+            alternate_servers: vec![],
         },
         auth: AuthSection {
             secrets: None,
@@ -176,6 +177,7 @@ fn everything_changed() -> Config {
             stream_idle_timeout: 3600,
             stream_send_queue: 8,
             stream_send_queue_bytes: 262144,
+            alternate_servers: vec![addr("192.0.2.11:3478"), addr("[2001:db8::2]:3478")],
         },
         auth: AuthSection {
             secrets: Some(vec!["new \"quoted\" secret".into(), "old-secret".into()]),

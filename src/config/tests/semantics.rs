@@ -403,3 +403,54 @@ fn load_reads_the_file_and_names_it() {
     assert!(e.to_string().contains("missing.toml"), "{e}");
     assert_eq!((e.key, e.line), (None, None));
 }
+
+#[test]
+fn alternate_servers_parse_and_point_at_the_bad_element() {
+    assert!(Config::default().turn.alternate_servers.is_empty());
+    let config =
+        parse("[turn]\nalternate_servers = [\"192.0.2.11:3478\", \"[2001:db8::2]:3479\"]\n")
+            .unwrap();
+    assert_eq!(
+        config.turn.alternate_servers,
+        [addr("192.0.2.11:3478"), addr("[2001:db8::2]:3479")]
+    );
+    let text = "[turn]\nalternate_servers = [\n  \"192.0.2.11:3478\",\n\n  \"192.0.2.12:0\",\n]\n";
+    assert_error(
+        text,
+        "turn.alternate_servers",
+        5,
+        "192.0.2.12:0: port 0 is not allowed",
+    );
+    let text = "[turn]\nalternate_servers = [\n  \"192.0.2.11:3478\",\n  \"x\",\n  \"192.0.2.11:3478\",\n]\n";
+    assert_error(
+        text,
+        "turn.alternate_servers",
+        4,
+        r#"invalid address "x" (expected IP:PORT"#,
+    );
+    let text = "[turn]\nalternate_servers = [\n  \"192.0.2.11:3478\",\n  \"[::1]:3478\",\n  \"192.0.2.11:3478\",\n]\n";
+    assert_error(
+        text,
+        "turn.alternate_servers",
+        5,
+        "192.0.2.11:3478 is listed twice",
+    );
+    assert_error(
+        &turn_with_line5("alternate_servers = [\"0.0.0.0:3478\"]"),
+        "turn.alternate_servers",
+        5,
+        "unspecified or multicast",
+    );
+    assert_error(
+        &turn_with_line5("alternate_servers = [\"[ff02::1]:3478\"]"),
+        "turn.alternate_servers",
+        5,
+        "unspecified or multicast",
+    );
+    assert_error(
+        &turn_with_line5("alternate_servers = \"192.0.2.11:3478\""),
+        "turn.alternate_servers",
+        5,
+        "expected an array",
+    );
+}

@@ -87,6 +87,7 @@ impl Config {
 fn check_turn(turn: &TurnSection) -> Checked {
     check_listen(turn)?;
     check_socket_list("turn.tls_listen", &turn.tls_listen, "usually 5349 or 443")?;
+    check_alternates(&turn.alternate_servers)?;
     check_realm(&turn.realm)?;
     check_addresses(turn)?;
     check_port_range(turn)?;
@@ -164,6 +165,26 @@ fn check_socket_list(key: &'static str, list: &[SocketAddr], usual: &str) -> Che
         }
         if !seen.insert(addr) {
             return Err(Problem::new(key, format!("{addr} is listed twice")).at_element(index));
+        }
+    }
+    Ok(())
+}
+
+/// Addresses a client is sent to must be ones it can send to.
+fn check_alternates(list: &[SocketAddr]) -> Checked {
+    const KEY: &str = "turn.alternate_servers";
+    check_socket_list(KEY, list, "the siblings' TURN port, usually 3478")?;
+    for (index, addr) in list.iter().enumerate() {
+        let ip = addr.ip();
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(Problem::new(
+                KEY,
+                format!(
+                    "{addr}: a client cannot be sent to an unspecified or multicast address; \
+                     give the sibling's own address"
+                ),
+            )
+            .at_element(index));
         }
     }
     Ok(())

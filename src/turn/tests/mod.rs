@@ -17,6 +17,7 @@ use stun::xoraddr::XorMappedAddress;
 use super::*;
 
 mod allocations;
+mod alternates;
 mod hostile;
 mod properties;
 mod relaying;

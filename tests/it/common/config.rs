@@ -51,6 +51,8 @@ pub struct Config {
     pub stream_idle_timeout: Option<u64>,
     pub stream_send_queue: Option<u64>,
     pub stream_send_queue_bytes: Option<u64>,
+    /// `turn.alternate_servers`; empty = the key is left out.
+    pub alternate_servers: Vec<SocketAddr>,
     /// Not a config key: the daemon's open-files limit (soft and hard
     /// RLIMIT_NOFILE), set in the child before it runs; `None` = inherited.
     pub nofile: Option<u64>,
@@ -90,6 +92,7 @@ impl Default for Config {
             stream_idle_timeout: None,
             stream_send_queue: None,
             stream_send_queue_bytes: None,
+            alternate_servers: Vec::new(),
             nofile: None,
         }
     }
@@ -151,6 +154,14 @@ impl Config {
         if !self.tls_listen.is_empty() {
             let tls: Vec<String> = self.tls_listen.iter().map(|a| a.to_string()).collect();
             let _ = writeln!(w, "tls_listen = {}", toml_list(&tls));
+        }
+        if !self.alternate_servers.is_empty() {
+            let alt: Vec<String> = self
+                .alternate_servers
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            let _ = writeln!(w, "alternate_servers = {}", toml_list(&alt));
         }
         let _ = writeln!(w, "\n[auth]");
         let _ = writeln!(w, "secrets = {}", toml_list(&self.secrets));
