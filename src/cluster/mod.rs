@@ -243,6 +243,33 @@ impl Cluster {
     }
 }
 
+/// The key every node of a cluster issues and checks TURN nonces with,
+/// derived from the first auth secret (which all nodes share). A client
+/// sent to a sibling by 300 Try Alternate keeps its nonce, as Chromium
+/// does, and the sibling must take it: with a random key per process it
+/// would get 438, which browsers do not retry on Allocate.
+pub fn shared_nonce_key(secret: &str) -> [u8; 32] {
+    use hmac::{Hmac, KeyInit, Mac};
+    let part = |label: &[u8]| -> [u8; 20] {
+        match <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.as_bytes()) {
+            Ok(mut mac) => {
+                mac.update(label);
+                mac.finalize().into_bytes().into()
+            }
+            // HMAC takes keys of any length.
+            Err(_) => [0; 20],
+        }
+    };
+    let (a, b) = (
+        part(b"natbridge cluster nonce key 1"),
+        part(b"natbridge cluster nonce key 2"),
+    );
+    let mut key = [0u8; 32];
+    key[..20].copy_from_slice(&a);
+    key[20..].copy_from_slice(&b[..12]);
+    key
+}
+
 fn random_node_id() -> String {
     use rand::Rng;
     let mut b = [0u8; 6];

@@ -123,6 +123,28 @@ pub struct Daemon {
     batch_delay: BatchDelay,
     /// Siblings for 300 Try Alternate, read by every worker's core.
     alternates: AlternateServers,
+    /// `turn.alternate_servers` as last loaded; cluster siblings join them.
+    configured_alternates: Arc<Mutex<Vec<std::net::SocketAddr>>>,
+}
+
+fn lock_list(
+    m: &Mutex<Vec<std::net::SocketAddr>>,
+) -> std::sync::MutexGuard<'_, Vec<std::net::SocketAddr>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The configured alternates, then every live sibling's TURN addresses.
+fn with_siblings(
+    configured: &[std::net::SocketAddr],
+    siblings: &[crate::cluster::NodeInfo],
+) -> Vec<std::net::SocketAddr> {
+    let mut list = configured.to_vec();
+    for a in siblings.iter().flat_map(|n| &n.turn) {
+        if !list.contains(a) {
+            list.push(*a);
+        }
+    }
+    list
 }
 
 /// `workers` SO_REUSEPORT listeners on every address, one set per worker.
@@ -243,8 +265,16 @@ impl Daemon {
         let turn_addrs = advertised_turn_addrs(cfg, &relay);
         let core_cfg = Arc::new(core_config(cfg, relay, secrets.clone()));
         let mut rng = rand::rng();
-        let shared = Arc::new(SharedState::new(core_cfg.port_range, &mut rng));
+        let mut shared = SharedState::new(core_cfg.port_range, &mut rng);
+        if let (false, Some(first)) = (
+            cfg.cluster.redis_url.is_empty(),
+            cfg.auth.secrets.as_ref().and_then(|l| l.first()),
+        ) {
+            shared.nonce_key = crate::cluster::shared_nonce_key(first);
+        }
+        let shared = Arc::new(shared);
         apply_alternates(&shared.alternates, cfg, relay);
+        let configured_alternates = Arc::new(Mutex::new(cfg.turn.alternate_servers.clone()));
         let n = worker_count(cfg);
         let sockets = udp::bind_listeners(&cfg.turn.listen, n)?;
         let tcp_addrs: &[std::net::SocketAddr] = if cfg.turn.tcp { &cfg.turn.listen } else { &[] };
@@ -306,6 +336,12 @@ impl Daemon {
         } else {
             let cluster = Cluster::new(&cfg.cluster, revoke, cluster_settings(cfg), turn_addrs)?;
             tracing::info!(node = %cluster.node_id, "cluster mode: rooms are shared through Redis");
+            let alternates = shared.alternates.clone();
+            let configured = configured_alternates.clone();
+            cluster.on_siblings(move |siblings| {
+                let list = with_siblings(&lock_list(&configured), siblings);
+                alternates.set(list);
+            });
             Directory::Cluster(cluster)
         };
         let signal = Arc::new(SignalContext::new(
@@ -347,6 +383,7 @@ impl Daemon {
             certs,
             batch_delay,
             alternates: shared.alternates.clone(),
+            configured_alternates,
         })
     }
 
@@ -378,6 +415,15 @@ impl Daemon {
             .replace(conn_limits(cfg), trusted_proxies(cfg));
         self.batch_delay.set(cfg.turn.batch_delay_us);
         apply_alternates(&self.alternates, cfg, resolve_relay_addrs(cfg));
+        cfg.turn
+            .alternate_servers
+            .clone_into(&mut lock_list(&self.configured_alternates));
+        if let Some(cluster) = self.http.signal.rooms.cluster() {
+            self.alternates.set(with_siblings(
+                &cfg.turn.alternate_servers,
+                &cluster.siblings(),
+            ));
+        }
         for w in &self.workers {
             let _ = w.control.send(Control::Reconfigure(core_cfg.clone()));
         }

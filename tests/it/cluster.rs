@@ -332,3 +332,63 @@ async fn redis_lost_and_back_the_cluster_recovers_without_ghosts() {
     want.sort_unstable();
     assert_eq!(seen, want, "no ghost, no duplicate: {}", jf.msg);
 }
+
+/// ALTERNATE-SERVER of a 300.
+fn alternate_of(m: &stun::message::Message) -> Option<std::net::SocketAddr> {
+    let mut a = stun::addr::MappedAddress::default();
+    a.get_from_as(m, stun::attributes::ATTR_ALTERNATE_SERVER)
+        .ok()?;
+    Some(std::net::SocketAddr::new(a.ip, a.port))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_draining_node_sends_allocate_to_a_live_sibling_which_takes_the_same_nonce() {
+    let redis = RedisServer::start();
+    let mut a = node(&redis, "[service]\ndrain_timeout = 10\n").await;
+    let b = node(&redis, "").await;
+    wait_nodes(&[&a, &b], 2.0).await;
+    // An open allocation keeps A draining.
+    let mut held = StunClient::new(a.addr)
+        .await
+        .with_creds(Creds::valid("r/held"));
+    held.allocate_ok().await;
+    let mut late = StunClient::new(a.addr)
+        .await
+        .with_creds(Creds::valid("r/late"));
+    late.prime().await;
+
+    send_signal(a.pid(), libc::SIGTERM);
+    let mut res = late.allocate().await;
+    for _ in 0..100 {
+        if error_code(&res) == Some(300) {
+            break;
+        }
+        // The workers learn of the drain a moment after the signal; this
+        // allocation succeeded before that, so drop it and ask again.
+        assert!(is_success(&res), "{}", describe(&res));
+        let _ = late.refresh(Some(0)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        res = late.allocate().await;
+    }
+    assert_eq!(error_code(&res), Some(300), "{}", describe(&res));
+    assert_eq!(
+        alternate_of(&res),
+        Some(b.addr),
+        "the sibling learned from Redis: {}",
+        describe(&res)
+    );
+    // As Chromium does: to the sibling with the realm and nonce it has.
+    let mut there = StunClient::new(b.addr)
+        .await
+        .with_creds(Creds::valid("r/late"));
+    there.realm = late.realm.clone();
+    there.nonce = late.nonce.clone();
+    let req = there.authed(stun::message::METHOD_ALLOCATE, vec![udp_transport()]);
+    let res = there.transact(&req).await;
+    assert!(
+        is_success(&res),
+        "the sibling must accept the nonce its sibling issued (a 438 here stops browsers): {}",
+        describe(&res)
+    );
+    a.assert_alive();
+}
