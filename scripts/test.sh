@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test natbridge has, installing what the tests need when it is
-# missing: Debian's coturn (its turnutils_* test clients), systemd (for
+# missing: Debian's coturn (its turnutils_* test clients), redis-server (the
+# cluster tests start private instances of it), systemd (for
 # systemd-analyze), chromium (browser tests), cargo-deb (package test), the
 # npm packages pinned in tests/browser/package-lock.json, and cargo-fuzz when
 # the nightly toolchain is there (the fuzz targets then run 20 s each).
@@ -64,15 +65,19 @@ missing_apt=()
 command -v turnutils_uclient >/dev/null 2>&1 || missing_apt+=(coturn)
 command -v systemd-analyze >/dev/null 2>&1 || missing_apt+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing_apt+=(openssl)
+# Cluster tests start their own private redis-server instances on loopback
+# ports; the package's own service stays off (policy-rc.d below).
+command -v redis-server >/dev/null 2>&1 || missing_apt+=(redis-server)
 command -v dpkg-deb >/dev/null 2>&1 || missing_apt+=(dpkg)
 [ -x /usr/bin/chromium ] || missing_apt+=(chromium)
 if [ ${#missing_apt[@]} -gt 0 ]; then
     log "installing ${missing_apt[*]} (apt)"
     export DEBIAN_FRONTEND=noninteractive
-    # The packages ship daemons (coturn's turnserver) the tests do not use:
-    # they need only the clients and start their own servers on their own
-    # ports. A policy-rc.d for the length of the install keeps those daemons
-    # from starting; one the machine already has is left as it is.
+    # The packages ship services (coturn's turnserver, redis-server) the
+    # tests do not use: they need only the programs, and start their own
+    # servers on their own ports. A policy-rc.d for the length of the
+    # install keeps those services from starting; one the machine already
+    # has is left as it is.
     policy=/usr/sbin/policy-rc.d
     own_policy=0
     if [ ! -e "$policy" ]; then

@@ -50,7 +50,7 @@ async fn beat(
     let mut con = cluster.con();
     let me = lock(&cluster.me).clone();
     let started = Instant::now();
-    let (ids,): (Vec<String>,) = redis::pipe()
+    let (added, ids): (i64, Vec<String>) = redis::pipe()
         .cmd("SET")
         .arg(cluster.key(&format!("node:{}", cluster.node_id)))
         .arg(serde_json::to_string(&me).unwrap_or_default())
@@ -60,7 +60,6 @@ async fn beat(
         .cmd("SADD")
         .arg(cluster.key("nodes"))
         .arg(&cluster.node_id)
-        .ignore()
         .cmd("SMEMBERS")
         .arg(cluster.key("nodes"))
         .query_async(&mut con)
@@ -70,6 +69,13 @@ async fn beat(
         .rtt_us
         .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     let since = *healthy_since.get_or_insert_with(Instant::now);
+    if added == 1 {
+        // Not in the set: first beat, Redis lost its data, or the others
+        // took this node for dead (its heartbeat stalled while the
+        // subscription stayed up) and made its peers away. Either way its
+        // peers go back into Redis as they are here.
+        super::subscriber::resync(cluster).await?;
+    }
 
     let keys: Vec<String> = ids
         .iter()

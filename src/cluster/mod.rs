@@ -90,6 +90,7 @@ pub struct Cluster {
     subscribed: AtomicBool,
     heartbeat_ok: AtomicBool,
     stopping: tokio::sync::watch::Sender<bool>,
+    resync_lock: tokio::sync::Mutex<()>,
     pub stats: ClusterStats,
 }
 
@@ -153,6 +154,7 @@ impl Cluster {
             subscribed: AtomicBool::new(false),
             heartbeat_ok: AtomicBool::new(false),
             stopping: tokio::sync::watch::Sender::new(false),
+            resync_lock: tokio::sync::Mutex::new(()),
             stats: ClusterStats::default(),
         }))
     }

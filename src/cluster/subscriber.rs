@@ -93,7 +93,9 @@ fn apply(cluster: &Cluster, ev: &Event) {
 
 /// Puts this node's view back into Redis and this node's peers' views back
 /// in line with Redis, after a (re)subscription.
-async fn resync(cluster: &Arc<Cluster>) -> redis::RedisResult<()> {
+pub(super) async fn resync(cluster: &Arc<Cluster>) -> redis::RedisResult<()> {
+    // The heartbeat and the subscription may both ask for one.
+    let _one_at_a_time = cluster.resync_lock.lock().await;
     let mut con = cluster.con();
     let attached = cluster.local().attached();
     for a in &attached {

@@ -18,10 +18,14 @@ async fn node(redis: &RedisServer, extra: &str) -> Daemon {
     node_with(redis, extra, Config::allow_loopback()).await
 }
 
-async fn node_with(redis: &RedisServer, extra: &str, mut cfg: Config) -> Daemon {
+async fn node_with(redis: &RedisServer, extra: &str, cfg: Config) -> Daemon {
+    node_named(redis, extra, cfg, "auto").await
+}
+
+async fn node_named(redis: &RedisServer, extra: &str, mut cfg: Config, id: &str) -> Daemon {
     cfg.workers = 1;
     cfg.extra_toml = format!(
-        "{extra}\n[cluster]\nredis_url = \"{}\"\nheartbeat_ms = {HEARTBEAT_MS}\nnode_timeout_ms = {NODE_TIMEOUT_MS}\n",
+        "{extra}\n[cluster]\nredis_url = \"{}\"\nnode_id = \"{id}\"\nheartbeat_ms = {HEARTBEAT_MS}\nnode_timeout_ms = {NODE_TIMEOUT_MS}\n",
         redis.url()
     );
     if !cfg.extra_toml.contains("[signaling]") {
@@ -391,4 +395,58 @@ async fn a_draining_node_sends_allocate_to_a_live_sibling_which_takes_the_same_n
         describe(&res)
     );
     a.assert_alive();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_taken_for_dead_while_alive_puts_its_peers_back() {
+    let redis = RedisServer::start();
+    let a = node_named(&redis, "", Config::allow_loopback(), "node-a").await;
+    let b = node(&redis, "").await;
+    wait_nodes(&[&a, &b], 2.0).await;
+    let mut alice = WsClient::connect(a.http, "alice@A").await;
+    let ja = alice.join("r", "Alice").await;
+    let mut bob = WsClient::connect(b.http, "bob@B").await;
+    bob.join("r", "Bob").await;
+
+    // What the other nodes do to a node whose heartbeat stalled (a pause
+    // long enough for the key to expire while its subscription stayed up):
+    // out of the node set, its peers away for the grace period.
+    let reap = "redis.call('SREM', KEYS[1], ARGV[1]); redis.call('DEL', KEYS[2]); \
+        redis.call('HSET', KEYS[3], 'node', '', 'away', '1'); \
+        local t = redis.call('TIME'); \
+        redis.call('ZADD', KEYS[4], tonumber(t[1]) * 1000 + tonumber(ARGV[3]), ARGV[2]); return 1";
+    let grace_ms = (GRACE * 1000).to_string();
+    let reply = redis.cmd(&[
+        "EVAL",
+        reap,
+        "4",
+        "natbridge:nodes",
+        "natbridge:nodepeers:node-a",
+        &format!("natbridge:peer:{}", ja.peer_id),
+        "natbridge:away",
+        "node-a",
+        &ja.peer_id,
+        &grace_ms,
+    ]);
+    assert_eq!(reply, ":1", "the simulated reaping ran");
+
+    // Node A notices on its next beat and puts Alice back: she hears Bob,
+    // and nobody hears her leave when her grace would have ended.
+    wait_until(
+        Duration::from_secs(2),
+        "Alice is back on node A in Redis",
+        async || redis.cmd(&["HGET", &format!("natbridge:peer:{}", ja.peer_id), "node"]) == "$6",
+    )
+    .await;
+    signal(&mut bob, &ja.peer_id, json!({"still": "here"})).await;
+    assert_eq!(
+        next_signal(&mut alice).await["payload"],
+        json!({"still": "here"})
+    );
+    bob.expect_no_message(Duration::from_secs(GRACE + 1)).await;
+    assert!(
+        !bob.log.iter().any(|m| type_of(m) == "peer.left"),
+        "Alice never left: {:?}",
+        bob.log
+    );
 }

@@ -80,6 +80,26 @@ impl RedisServer {
         matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
     }
 
+    /// Runs one command (RESP over a fresh connection); returns the reply's
+    /// first line, e.g. "+OK", ":1", "$3".
+    pub fn cmd(&self, args: &[&str]) -> String {
+        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
+            .expect("connect to redis");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).expect("write to redis");
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).expect("read from redis");
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+
     /// Kills it (SIGKILL): everything it held is lost.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
