@@ -4,7 +4,7 @@
 // pages talk to the daemon's signaling and TURN like any browser would.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, createConnection } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -25,33 +25,33 @@ export const EVENT_TIMEOUT_MS = 15000;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function freeTcpPort() {
+function freeTcpPort(ip = '127.0.0.1') {
   return new Promise((ok, fail) => {
     const srv = createServer();
     srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(0, ip, () => {
       const { port } = srv.address();
       srv.close(() => ok(port));
     });
   });
 }
 
-function udpPortFree(port) {
+function udpPortFree(port, ip) {
   return new Promise((ok) => {
     const sock = createSocket('udp4');
     sock.once('error', () => ok(false));
-    sock.bind(port, '127.0.0.1', () => sock.close(() => ok(true)));
+    sock.bind(port, ip, () => sock.close(() => ok(true)));
   });
 }
 
 // TURN listens on the same port over UDP and, in builds with TURN over TCP,
 // over TCP too: find a port free for both.
-async function freeTurnPort() {
+async function freeTurnPort(ip) {
   for (let i = 0; i < 20; i += 1) {
-    const port = await freeTcpPort();
-    if (await udpPortFree(port)) return port;
+    const port = await freeTcpPort(ip);
+    if (await udpPortFree(port, ip)) return port;
   }
-  throw new Error('no port free for both TCP and UDP on 127.0.0.1');
+  throw new Error(`no port free for both TCP and UDP on ${ip}`);
 }
 
 // A random window of relay ports below Linux's ephemeral range (32768+,
@@ -98,10 +98,13 @@ const ANSI = /\x1b\[[0-9;]*m/g;
 // here for localhost (see makeCertificate); the URLs handed to the pages then
 // name localhost, the name on the certificate, which is what the browser
 // checks. The TLS port is daemon.tlsPort, the certificate daemon.cert.
-export async function startDaemon({ roomCapacity = 8, tls = false } = {}) {
+// turnIp: where TURN listens and relays (the web pages stay on 127.0.0.1,
+// a secure context). turnToml: more [turn] keys. extraToml: appended to the
+// config, e.g. a [cluster] section.
+export async function startDaemon({ roomCapacity = 8, tls = false, turnIp = '127.0.0.1', turnToml = '', extraToml = '' } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'natbridge-browser-'));
   const httpPort = await freeTcpPort();
-  const turnPort = await freeTurnPort();
+  const turnPort = await freeTurnPort(turnIp);
   const tlsPort = tls ? await distinctTcpPort([httpPort, turnPort]) : null;
   const certificate = tls ? makeCertificate(dir) : null;
   const relay = relayWindow();
@@ -114,11 +117,11 @@ export async function startDaemon({ roomCapacity = 8, tls = false } = {}) {
   writeFileSync(
     config,
     `[turn]
-listen = ["127.0.0.1:${turnPort}"]
-relay_ip = "127.0.0.1"
+listen = ["${turnIp}:${turnPort}"]
+relay_ip = "${turnIp}"
 relay_port_min = ${relay.min}
 relay_port_max = ${relay.max}
-${tlsTurn}
+${tlsTurn}${turnToml}
 [auth]
 secrets = ["${SECRET}"]
 
@@ -127,7 +130,8 @@ listen = "127.0.0.1:${httpPort}"
 ${tlsHttp}
 [signaling]
 room_capacity = ${roomCapacity}
-${tlsSection}`,
+${tlsSection}
+${extraToml}`,
   );
   const proc = spawn(BIN, ['serve', '--config', config], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -154,6 +158,7 @@ ${tlsSection}`,
     url,
     turnPort,
     tlsPort,
+    relay,
     cert: certificate?.cert ?? null,
     log: () => log,
     async stop() {
@@ -180,6 +185,43 @@ ${tlsSection}`,
   }
   await daemon.stop();
   throw new Error(`natbridge (${BIN}) did not become healthy: ${JSON.stringify(exited)}\n${log}`);
+}
+
+// A private redis-server on a free loopback port (Debian's package, which
+// scripts/test.sh installs), for cluster tests: never the system service.
+export async function startRedis() {
+  const port = await freeTcpPort();
+  const dir = mkdtempSync(join(tmpdir(), 'natbridge-redis-'));
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
+  children.add(proc);
+  let exited = false;
+  proc.on('exit', () => {
+    exited = true;
+    children.delete(proc);
+  });
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  for (;;) {
+    const up = await new Promise((ok) => {
+      const sock = createConnection({ host: '127.0.0.1', port }, () => {
+        sock.end('PING\r\n');
+      });
+      sock.once('data', (d) => ok(d.toString().startsWith('+PONG')));
+      sock.once('error', () => ok(false));
+    });
+    if (up) break;
+    if (exited || Date.now() > deadline) throw new Error('redis-server did not start');
+    await sleep(50);
+  }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      if (!exited) proc.kill('SIGKILL');
+      for (let i = 0; i < 20 && !exited; i += 1) await sleep(50);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export const CHROMIUM_ARGS = [
