@@ -450,3 +450,66 @@ async fn a_node_taken_for_dead_while_alive_puts_its_peers_back() {
         bob.log
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rooms_api_lists_the_cluster_and_a_takeover_crosses_nodes() {
+    const ADMIN: &str = "cluster-admin-token-0123";
+    let redis = RedisServer::start();
+    let extra = format!("admin_token = \"{ADMIN}\"\n[signaling]\nresume_grace = {GRACE}\n");
+    let a = node(&redis, &extra).await;
+    let b = node(&redis, &extra).await;
+    wait_nodes(&[&a, &b], 2.0).await;
+    let mut alice = WsClient::connect(a.http, "alice@A").await;
+    let ja = alice.join("one", "Alice").await;
+    let mut bob = WsClient::connect(b.http, "bob@B").await;
+    let jb = bob.join("one", "Bob").await;
+    let mut carol = WsClient::connect(b.http, "carol@B").await;
+    carol.join("two", "Carol").await;
+
+    let bearer = format!("Bearer {ADMIN}");
+    let auth = [("Authorization", bearer.as_str())];
+    let rooms = http_get(a.http, "/api/rooms", &auth).await;
+    assert_eq!(rooms.status, 200, "{}", rooms.body);
+    assert_eq!(
+        rooms.json()["rooms"],
+        json!([{"name": "one", "peers": 2}, {"name": "two", "peers": 1}]),
+        "node A lists node B's rooms too"
+    );
+    let peers = http_get(a.http, "/api/rooms/one/peers", &auth).await.json();
+    let mut ids: Vec<&str> = peers["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    let mut want = vec![ja.peer_id.as_str(), jb.peer_id.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+
+    // Alice's connection to A is still open when she resumes on B.
+    let mut alice2 = WsClient::connect(b.http, "alice@B").await;
+    let r = alice2
+        .join_with(json!({"type": "join", "room": "one", "resume": ja.resume_token}))
+        .await;
+    assert_eq!(r.msg["resumed"], json!(true));
+    assert_eq!(r.peer_id, ja.peer_id);
+    let (msgs, _) = alice.expect_closed(Duration::from_secs(5)).await;
+    assert!(
+        msgs.iter()
+            .any(|m| type_of(m) == "bye" && m["reason"] == json!("replaced")),
+        "the old connection on A is told it was replaced: {msgs:?}"
+    );
+    signal(&mut bob, &ja.peer_id, json!({"to": "the new connection"})).await;
+    assert_eq!(
+        next_signal(&mut alice2).await["payload"],
+        json!({"to": "the new connection"})
+    );
+    assert!(
+        !bob.log
+            .iter()
+            .any(|m| matches!(type_of(m), "peer.left" | "peer.joined")),
+        "a takeover is invisible to the others: {:?}",
+        bob.log
+    );
+}
