@@ -204,7 +204,7 @@ fn unknown_key_at_top_level() {
         "# a\n# b\n\n\ndebug = true\n[turn]\n",
         "debug",
         5,
-        "unknown key (expected one of turn, auth, peers, log, http, tls, signaling, service, metrics)",
+        "unknown key (expected one of turn, auth, peers, log, http, tls, signaling, service, metrics, cluster)",
     );
     assert_error(
         "[turn]\n\n\n\n[signalling]\nport = 1\n",

@@ -250,6 +250,7 @@ fn everything_changed() -> Config {
     }
 }
 
+mod cluster;
 mod exposure_keys;
 mod file;
 mod queues;

@@ -1,7 +1,7 @@
 //! `[cluster]`: the Redis address and the timing of heartbeats.
 
 use super::{Checked, Problem};
-use crate::config::ClusterSection;
+use crate::config::{AuthSection, ClusterSection};
 
 const MIN_HEARTBEAT_MS: u64 = 100;
 const MAX_HEARTBEAT_MS: u64 = 10_000;
@@ -13,8 +13,14 @@ fn plain_name(s: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-pub(super) fn check_cluster(c: &ClusterSection) -> Checked {
+pub(super) fn check_cluster(c: &ClusterSection, auth: &AuthSection) -> Checked {
     if !c.redis_url.is_empty() {
+        if auth.secrets.is_none() {
+            return Err(Problem::new(
+                "cluster.redis_url",
+                "cluster mode needs auth.secrets, the same on every node: a random secret per process would make each node's TURN credentials useless on the others",
+            ));
+        }
         let url = url::Url::parse(&c.redis_url).map_err(|e| {
             Problem::new(
                 "cluster.redis_url",

@@ -79,7 +79,7 @@ impl Config {
         check_signaling(&self.signaling)?;
         check_service(&self.service)?;
         check_metrics(&self.metrics, &self.http)?;
-        check_cluster(&self.cluster)?;
+        check_cluster(&self.cluster, &self.auth)?;
         check_tcp_listeners(self)
     }
 }
