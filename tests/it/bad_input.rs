@@ -190,7 +190,7 @@ async fn ten_thousand_hostile_datagrams_do_not_break_the_daemon() {
             &plain[target - 1]
         };
         // send errors (e.g. a full socket buffer) are not the point here
-        let _ = sender.sock.send_to(&d, daemon.addr).await;
+        let _ = sender.sock().send_to(&d, daemon.addr).await;
         if i % 100 == 99 {
             // Let the daemon keep up rather than measuring kernel drops; drain
             // our sockets so answers do not pile up.
@@ -232,10 +232,10 @@ async fn ten_thousand_hostile_datagrams_do_not_break_the_daemon() {
 }
 
 /// Reads whatever is queued on `c`'s socket; returns how many datagrams.
-fn drain(c: &StunClient) -> usize {
+fn drain(c: &UdpClient) -> usize {
     let mut buf = vec![0u8; 65536];
     let mut n = 0;
-    while n < 1000 && c.sock.try_recv_from(&mut buf).is_ok() {
+    while n < 1000 && c.sock().try_recv_from(&mut buf).is_ok() {
         n += 1;
     }
     n
@@ -326,8 +326,8 @@ async fn huge_datagrams_are_survived() {
         let mut d = random_bytes(&mut rng, len);
         // Also one that looks like a STUN header claiming the whole size.
         let frame = stun_frame(0x0001, MAGIC_COOKIE, &d[..len - 20], &mut rng);
-        let _ = c.sock.send_to(&d, daemon.addr).await;
-        let _ = c.sock.send_to(&frame, daemon.addr).await;
+        let _ = c.sock().send_to(&d, daemon.addr).await;
+        let _ = c.sock().send_to(&frame, daemon.addr).await;
         d.clear();
     }
     let mut c2 = daemon.client().await;

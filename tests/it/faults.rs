@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::ws::{self, WsClient};
 use crate::common::*;
-use crate::turn_stream_util::*;
 use tokio::net::TcpStream;
 
 /// Descriptors the daemon under test may hold (soft and hard limit).

@@ -8,7 +8,6 @@
 //! `cargo test --test it signaling_rooms::` (a module path filter).
 
 mod common;
-mod turn_stream_util;
 
 mod bad_input;
 mod bench_smoke;

@@ -180,7 +180,7 @@ async fn notify_ready_watchdog_reload_stopping() {
         .await;
     // READY promises that every listener answers: check at once, with a
     // single Binding (no retransmission) and a single HTTP request.
-    let mut client = StunClient::new(turn_addr).await;
+    let mut client = UdpClient::new(turn_addr).await;
     let req = binding_request(true);
     let res = client
         .transact_bytes(&req.raw, req.transaction_id, Duration::from_millis(400))

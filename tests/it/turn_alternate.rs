@@ -21,7 +21,7 @@ fn alternate_of(m: &Message) -> Option<SocketAddr> {
 }
 
 /// Checks `res` is a 300 naming `sibling`, sealed with the client's key.
-fn expect_try_alternate(res: &Message, client: &StunClient, sibling: SocketAddr, what: &str) {
+fn expect_try_alternate(res: &Message, client: &UdpClient, sibling: SocketAddr, what: &str) {
     expect_error(res, 300, what);
     assert_eq!(
         alternate_of(res),
@@ -36,8 +36,8 @@ fn expect_try_alternate(res: &Message, client: &StunClient, sibling: SocketAddr,
 }
 
 /// Does what a client does with the 300: the same credential, to `sibling`.
-async fn follow(client: &StunClient, sibling: SocketAddr) -> SocketAddr {
-    let mut there = StunClient::new(sibling)
+async fn follow(client: &UdpClient, sibling: SocketAddr) -> SocketAddr {
+    let mut there = UdpClient::new(sibling)
         .await
         .with_creds(client.creds().clone());
     there.allocate_ok().await

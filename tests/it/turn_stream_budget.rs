@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::http::{metric, metric_of};
 use crate::common::*;
-use crate::turn_stream_util::*;
 use tokio::net::{TcpSocket, UdpSocket};
 
 const BUDGET: u64 = 262_144;
@@ -79,7 +78,7 @@ async fn a_client_that_does_not_read_is_cut_off_within_the_byte_budget() {
     );
 
     // The connection is closed (reading now drains what the kernel held).
-    match wait_closed(&mut client.stream, Duration::from_secs(10)).await {
+    match wait_closed(client.stream(), Duration::from_secs(10)).await {
         Closed::After(_) => {}
         Closed::StillOpen => panic!("the client that did not read is still connected"),
     }

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::turn_stream_util::*;
 use stun::attributes::*;
 use stun::message::*;
 use tokio::net::TcpStream;
@@ -37,7 +36,7 @@ async fn binding_split_across_writes_and_coalesced() {
             .unwrap_or_else(|| panic!("no XOR-MAPPED-ADDRESS: {}", describe(&res)));
         assert_eq!(
             mapped,
-            c.stream.local_addr().expect("local addr"),
+            c.stream().local_addr().expect("local addr"),
             "the reflexive address over TCP is the client's TCP address"
         );
     }
@@ -106,7 +105,7 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
 
     // Send indication out, Data indication back.
     c.send_indication(echo.addr, b"hello over tcp").await;
-    match c.recv_data(ARRIVE).await {
+    match c.recv_data_frame(ARRIVE).await {
         Some((Incoming::DataIndication { peer, data }, frame)) => {
             assert_eq!(peer, echo.addr);
             assert_eq!(data, b"hello over tcp");
@@ -132,7 +131,7 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
         let frame = channel_data_padded(channel, &payload);
         assert!(frame.len().is_multiple_of(4));
         c.send_raw(&frame).await;
-        match c.recv_data(ARRIVE).await {
+        match c.recv_data_frame(ARRIVE).await {
             Some((Incoming::ChannelData { number, data }, raw)) => {
                 assert_eq!(number, channel);
                 assert_eq!(data, payload, "echoed payload of {len} bytes");
@@ -161,7 +160,7 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
         &c.response_to(req.transaction_id).await,
         "Binding after padded ChannelData",
     );
-    match c.recv_data(ARRIVE).await {
+    match c.recv_data_frame(ARRIVE).await {
         Some((Incoming::ChannelData { data, .. }, raw)) => {
             assert_eq!(data, b"abc");
             assert_eq!(raw.len(), 8);
@@ -180,7 +179,7 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
     let deadline = Instant::now() + ARRIVE;
     while got.len() < payloads.len() && Instant::now() < deadline {
         match c
-            .recv_data(deadline.saturating_duration_since(Instant::now()))
+            .recv_data_frame(deadline.saturating_duration_since(Instant::now()))
             .await
         {
             Some((Incoming::ChannelData { data, .. }, _)) => got.push(data),
@@ -211,7 +210,7 @@ async fn garbage_closes_only_its_own_connection() {
     let mut bad = tcp_client(&daemon).await;
     bad.binding_ok("Binding on the soon-bad connection").await;
     bad.send_raw(&[0xC0; 64]).await;
-    match wait_closed(&mut bad.stream, ARRIVE).await {
+    match wait_closed(bad.stream(), ARRIVE).await {
         Closed::After(_) => {}
         Closed::StillOpen => panic!("the connection that sent 0xC0 bytes is still open"),
     }
@@ -223,7 +222,7 @@ async fn garbage_closes_only_its_own_connection() {
             0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03,
         ])
         .await;
-    match wait_closed(&mut hello.stream, ARRIVE).await {
+    match wait_closed(hello.stream(), ARRIVE).await {
         Closed::After(_) => {}
         Closed::StillOpen => panic!("the connection that sent a TLS record is still open"),
     }
@@ -234,7 +233,7 @@ async fn garbage_closes_only_its_own_connection() {
     m[3] = 3;
     m.extend_from_slice(&[0, 0, 0]);
     odd.send_raw(&m).await;
-    match wait_closed(&mut odd.stream, ARRIVE).await {
+    match wait_closed(odd.stream(), ARRIVE).await {
         Closed::After(_) => {}
         Closed::StillOpen => panic!("the connection that sent a STUN length of 3 is still open"),
     }
@@ -265,7 +264,7 @@ async fn garbage_mid_stream_after_an_allocation_closes_and_releases() {
 
     a.send_raw(&[0xFF, 0xFF, 0xFF, 0xFF]).await;
     assert!(
-        matches!(wait_closed(&mut a.stream, ARRIVE).await, Closed::After(_)),
+        matches!(wait_closed(a.stream(), ARRIVE).await, Closed::After(_)),
         "garbage after an allocation must close the connection"
     );
     // The allocation went with it: user_quota = 1 lets the same user allocate.
@@ -362,7 +361,7 @@ async fn closing_the_connection_releases_the_allocation() {
     // Half-close from the client (FIN) is a close too.
     use tokio::io::AsyncWriteExt as _;
     second
-        .stream
+        .stream()
         .shutdown()
         .await
         .expect("shutdown the write half");

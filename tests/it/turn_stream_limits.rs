@@ -10,7 +10,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::turn_stream_util::*;
 use tokio::net::TcpStream;
 
 /// The server must wait at least about this long before a timeout of 1 s
@@ -136,10 +135,7 @@ async fn idle_connections_without_an_allocation_are_closed() {
         StreamClient::new(tcp_connect(daemon.addr).await).with_creds(Creds::valid("idle-alloc"));
     allocated.allocate_ok().await;
 
-    for (what, s) in [
-        ("silent", &mut silent),
-        ("Binding-only", &mut binder.stream),
-    ] {
+    for (what, s) in [("silent", &mut silent), ("Binding-only", binder.stream())] {
         match wait_closed(s, CLOSED_WITHIN + Duration::from_secs(2)).await {
             Closed::After(_) => {
                 let at = start.elapsed();
@@ -190,7 +186,7 @@ async fn a_connection_whose_allocation_is_deleted_is_closed_when_idle() {
         .await;
     expect_success(&res, "Refresh with LIFETIME 0 over TCP");
     let deleted = Instant::now();
-    match wait_closed(&mut c.stream, CLOSED_WITHIN + Duration::from_secs(2)).await {
+    match wait_closed(c.stream(), CLOSED_WITHIN + Duration::from_secs(2)).await {
         Closed::After(_) => {
             let at = deleted.elapsed();
             assert!(

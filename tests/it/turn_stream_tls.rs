@@ -8,7 +8,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::common::*;
-use crate::turn_stream_util::*;
 use rustls::ProtocolVersion;
 
 fn tls_config(files: &TlsFiles) -> Config {
@@ -66,7 +65,7 @@ async fn tls13_and_tls12_handshakes_carry_binding_and_allocate() {
             "ChannelBind over TLS",
         );
         c.send_raw(&channel_data_padded(0x4abc, b"over tls!")).await;
-        match c.recv_data(ARRIVE).await {
+        match c.recv_data_frame(ARRIVE).await {
             Some((Incoming::ChannelData { number, data }, raw)) => {
                 assert_eq!(number, 0x4abc);
                 assert_eq!(data, b"over tls!");

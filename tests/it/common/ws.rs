@@ -25,8 +25,7 @@ use super::eventually;
 
 /// The subprotocol the server offers.
 pub const SUBPROTOCOL: &str = "natbridge.v1";
-/// How long something that must arrive may take.
-pub const ARRIVE: Duration = Duration::from_secs(10);
+pub use super::ARRIVE;
 /// How long we watch for something that must not arrive.
 pub const QUIET: Duration = Duration::from_millis(600);
 /// How long the HTTP listener has to accept TCP connections after the daemon
