@@ -77,6 +77,17 @@ async fn send_indication_without_permission_is_dropped() {
         recv_within(&p, QUIET).await.is_none(),
         "a Send indication to a peer without permission must not be relayed"
     );
+    // The silence was the missing permission: with one, the same
+    // indication is relayed.
+    expect_success(
+        &c.create_permission(&[peer_addr]).await,
+        "CreatePermission for the peer",
+    );
+    c.send_indication(peer_addr, b"with permission").await;
+    let (got, _) = recv_within(&p, ARRIVE)
+        .await
+        .expect("a Send indication relayed once the permission exists");
+    assert_eq!(got, b"with permission");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,6 +272,12 @@ async fn other_clients_cannot_use_an_allocation() {
         recv_within(&p, QUIET).await.is_none(),
         "traffic from a socket without allocation must not be relayed"
     );
+    // The silence was the wrong 5-tuple: the owner's ChannelData is relayed.
+    owner.send_channel_data(0x4000, b"owner channel").await;
+    let (got, _) = recv_within(&p, ARRIVE)
+        .await
+        .expect("the owner's ChannelData is relayed");
+    assert_eq!(got, b"owner channel");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -357,6 +357,7 @@ async fn a_thousand_signals_keep_their_order() {
             })
             .collect();
         a.send_batch(batch).await.expect("send a batch of signals");
+        // Pacing, not a wait (see above).
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (mut b, got) = tokio::time::timeout(Duration::from_secs(60), reader)

@@ -62,24 +62,21 @@ fn creds_of(daemon: &Daemon, msg: &serde_json::Value) -> Creds {
 /// Polls a Refresh on `raw`'s 5-tuple until it fails (401: the credential is
 /// revoked, or 437: no allocation); returns how long that took.
 async fn wait_released(raw: &mut UdpClient, since: Instant, what: &str) -> Duration {
-    loop {
+    let refused = poll_for(RELEASE.saturating_sub(since.elapsed()), async || {
         let r = raw.refresh(None).await;
-        if !is_success(&r) {
-            let code = error_code(&r);
-            assert!(
-                matches!(code, Some(401) | Some(437)),
-                "{what}: a Refresh of the released allocation must get 401 or 437, got {}",
-                describe(&r)
-            );
-            return since.elapsed();
-        }
-        assert!(
-            since.elapsed() < RELEASE,
-            "{what}: the allocation still refreshes {:?} later",
-            since.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (!is_success(&r)).then_some(r)
+    })
+    .await;
+    let took = since.elapsed();
+    let Some(r) = refused else {
+        panic!("{what}: the allocation still refreshes {took:?} later");
+    };
+    assert!(
+        matches!(error_code(&r), Some(401) | Some(437)),
+        "{what}: a Refresh of the released allocation must get 401 or 437, got {}",
+        describe(&r)
+    );
+    took
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -150,6 +147,7 @@ async fn joined_credentials_allocate_and_leave_releases_them() {
         relay.send_to(b"after leave, old peer", echo.addr),
     )
     .await;
+    // A sleep on purpose: a window in which nothing may arrive.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(
         echo2.received().is_empty(),
@@ -185,12 +183,15 @@ async fn grace_expiry_releases_allocations_but_resume_keeps_them() {
         .with_creds(creds_of(&daemon, &jb.msg));
     raw_b.allocate_ok().await;
     drop(b);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // B2 resumes an away peer (a live connection would be taken over).
+    let_server_see_drop(Duration::from_millis(300)).await;
     let mut b2 = WsClient::connect(daemon.http, "B2").await;
     let jb2 = b2
         .join_with(json!({"type": "join", "room": "grace", "resume": jb.resume_token}))
         .await;
     assert_eq!(jb2.msg["resumed"], json!(true));
+    // A sleep on purpose: past B's grace period (2 s), which must not
+    // release the allocation of a peer that resumed.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     expect_success(
         &raw_b.refresh(None).await,

@@ -28,6 +28,7 @@ async fn binding_split_across_writes_and_coalesced() {
         let req = binding_request(true);
         assert!(cut < req.raw.len());
         c.send_raw(&req.raw[..cut]).await;
+        // A pause on purpose: the server reads the first part alone.
         tokio::time::sleep(Duration::from_millis(150)).await;
         c.send_raw(&req.raw[cut..]).await;
         let res = c.response_to(req.transaction_id).await;
@@ -69,6 +70,7 @@ async fn binding_split_across_writes_and_coalesced() {
         &c.response_to(reqs[1].transaction_id).await,
         "Binding 2 of 3",
     );
+    // A pause on purpose: the server holds the cut-off third alone.
     tokio::time::sleep(Duration::from_millis(150)).await;
     c.send_raw(&tail).await;
     expect_success(
@@ -279,11 +281,10 @@ async fn garbage_mid_stream_after_an_allocation_closes_and_releases() {
 /// Allocates on `c`, retrying 486 (quota: the old allocation not yet gone)
 /// until `within`.
 async fn allocate_within(c: &mut TcpClient, within: Duration) -> SocketAddr {
-    let deadline = Instant::now() + within;
-    loop {
+    let res = poll_for(within, async || {
         let res = c.allocate().await;
         if is_success(&res) {
-            return xor_addr(&res, ATTR_XOR_RELAYED_ADDRESS).expect("XOR-RELAYED-ADDRESS");
+            return Some(res);
         }
         assert_eq!(
             error_code(&res),
@@ -291,12 +292,15 @@ async fn allocate_within(c: &mut TcpClient, within: Duration) -> SocketAddr {
             "expected success or 486 while the old allocation goes: {}",
             describe(&res)
         );
-        assert!(
-            Instant::now() < deadline,
+        None
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
             "the allocation of a closed connection was not released within {within:?}: still 486"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    });
+    xor_addr(&res, ATTR_XOR_RELAYED_ADDRESS).expect("XOR-RELAYED-ADDRESS")
 }
 
 async fn allocations_active(http: SocketAddr) -> Option<f64> {
@@ -312,18 +316,16 @@ async fn allocations_active(http: SocketAddr) -> Option<f64> {
 }
 
 async fn wait_allocations(http: SocketAddr, want: f64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let now = allocations_active(http).await;
-        if now == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "natbridge_turn_allocations_active is {now:?}, expected {want} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut now = None;
+    let reached = eventually(within, async || {
+        now = allocations_active(http).await;
+        now == Some(want)
+    })
+    .await;
+    assert!(
+        reached,
+        "natbridge_turn_allocations_active is {now:?}, expected {want} within {within:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

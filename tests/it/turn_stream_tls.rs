@@ -49,6 +49,7 @@ async fn tls13_and_tls12_handshakes_carry_binding_and_allocate() {
         // A Binding cut across two TLS records.
         let req = binding_request(true);
         c.send_raw(&req.raw[..7]).await;
+        // A pause on purpose: the server reads the first part alone.
         tokio::time::sleep(Duration::from_millis(100)).await;
         c.send_raw(&req.raw[7..]).await;
         expect_success(

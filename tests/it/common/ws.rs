@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::eventually;
+use super::{eventually, wait_until};
 
 /// The subprotocol the server offers.
 pub const SUBPROTOCOL: &str = "natbridge.v1";
@@ -34,23 +34,28 @@ pub const HTTP_STARTUP: Duration = Duration::from_secs(20);
 
 pub type Ws = WebSocketStream<TcpStream>;
 
+/// Gives the server `time` to see that a client dropped its WebSocket (EOF)
+/// and turn its peer away for the resume grace. A fixed sleep, not a wait:
+/// nothing a client can observe (no event, metric or API field) marks that
+/// moment, since the away peer stays in its room, silent.
+pub async fn let_server_see_drop(time: Duration) {
+    tokio::time::sleep(time).await;
+}
+
 /// Waits until something accepts TCP connections on `http` (a plain TCP
 /// connect, so no HTTP request is spent on rate limits).
 pub async fn wait_http(http: SocketAddr) {
-    let deadline = Instant::now() + HTTP_STARTUP;
-    loop {
-        if let Ok(Ok(_)) =
-            tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(http)).await
-        {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "nothing accepts TCP connections on the HTTP listener {http} after {HTTP_STARTUP:?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        HTTP_STARTUP,
+        &format!("something accepts TCP connections on the HTTP listener {http}"),
+        async || {
+            matches!(
+                tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(http)).await,
+                Ok(Ok(_))
+            )
+        },
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------
