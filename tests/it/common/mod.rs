@@ -22,6 +22,7 @@ mod redis;
 mod stun_msg;
 mod temp;
 mod tls;
+mod transport;
 mod turn_crate;
 mod wait;
 pub mod ws;
@@ -37,6 +38,7 @@ pub use redis::*;
 pub use stun_msg::*;
 pub use temp::*;
 pub use tls::*;
+pub use transport::*;
 pub use turn_crate::*;
 pub use wait::*;
 
