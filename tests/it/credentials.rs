@@ -11,7 +11,7 @@ use stun::attributes::*;
 use stun::message::*;
 
 /// An Allocate with `creds`; returns the final response (after the 401 dance).
-async fn allocate_with(daemon: &Daemon, creds: Creds) -> (StunClient, Message) {
+async fn allocate_with(daemon: &Daemon, creds: Creds) -> (UdpClient, Message) {
     let mut c = daemon.client().await.with_creds(creds);
     let res = c.allocate().await;
     (c, res)

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::ws::{self, WsClient};
 use crate::common::*;
-use crate::turn_stream_util::*;
 use tokio::net::TcpStream;
 
 /// Descriptors the daemon under test may hold (soft and hard limit).
@@ -118,7 +117,9 @@ async fn descriptors_exhausted_logs_clearly_and_recovers_without_restart() {
     daemon.assert_alive();
 
     // Every accept retry fails alike (the backlog is full of clients) at
-    // 20 a second per worker; the log gets one line per 10 s of that.
+    // 20 a second per worker; the log gets one line per 10 s of that. (A
+    // sleep on purpose: a second of failing retries that must not be
+    // logged.)
     tokio::time::sleep(Duration::from_secs(1)).await;
     let lines = turn_accept_failures(&daemon.log()).len() as u64;
     let allowed = 1 + flood_began.elapsed().as_secs() / 10;

@@ -23,7 +23,7 @@ fn request_with_body(method: Method, body: &[u8]) -> Message {
 }
 
 /// Sends `req` once and returns its answer, if one comes within `QUIET`.
-async fn answer(c: &mut StunClient, req: &Message) -> Option<Vec<u8>> {
+async fn answer(c: &mut UdpClient, req: &Message) -> Option<Vec<u8>> {
     c.send_raw(&req.raw).await;
     let deadline = Instant::now() + QUIET;
     loop {
@@ -145,7 +145,7 @@ async fn finding_14_one_source_cannot_draw_unlimited_answers() {
         workers: 1,
         ..Config::default()
     });
-    let c = daemon.client().await;
+    let mut c = daemon.client().await;
     // Rounds small enough for the client's socket buffer to hold every answer.
     let (rounds, per_round) = (20, 50);
     let mut answered = 0;
@@ -156,7 +156,7 @@ async fn finding_14_one_source_cannot_draw_unlimited_answers() {
             c.send_raw(&binding_request(false).raw).await;
         }
         let quiet = Duration::from_millis(30);
-        while let Ok(Ok(_)) = tokio::time::timeout(quiet, c.sock.recv_from(&mut buf)).await {
+        while let Ok(Ok(_)) = tokio::time::timeout(quiet, c.sock().recv_from(&mut buf)).await {
             answered += 1;
         }
     }

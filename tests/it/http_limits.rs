@@ -15,7 +15,6 @@ use tokio::net::TcpStream;
 use crate::common::http::http_get;
 use crate::common::ws::{ARRIVE, WsClient, wait_http};
 use crate::common::*;
-use crate::turn_stream_util::*;
 
 /// Longer than any deadline configured below: a connection still open after
 /// this was not cut off.

@@ -8,7 +8,6 @@
 //! `cargo test --test it signaling_rooms::` (a module path filter).
 
 mod common;
-mod turn_stream_util;
 
 mod bad_input;
 mod bench_smoke;
@@ -30,10 +29,13 @@ mod permissions_channels;
 mod protocol;
 mod signaling_auth;
 mod signaling_budgets;
+mod signaling_errors;
 mod signaling_limits;
 mod signaling_rest;
 mod signaling_resume;
 mod signaling_rooms;
+mod signaling_session;
+mod signaling_signals;
 mod signaling_turn;
 mod turn_alternate;
 mod turn_client;

@@ -67,20 +67,22 @@ async fn sigterm_drains_then_exits_zero() {
 
     // New allocations are refused with 508 during the drain. The workers
     // learn of the drain asynchronously: allow them a moment (bounded).
-    let deadline = Instant::now() + Duration::from_millis(500);
-    for n in 0.. {
-        let mut fresh = daemon.client_for(&format!("carol{n}")).await;
-        let res = fresh.allocate().await;
-        if error_code(&res) == Some(508) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Allocate on a new socket during the drain: expected 508, got {}",
-            describe(&res)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut n, mut last) = (0, String::new());
+    let refused = eventually(Duration::from_millis(500), async || {
+        n += 1;
+        let res = daemon
+            .client_for(&format!("carol{n}"))
+            .await
+            .allocate()
+            .await;
+        last = describe(&res);
+        error_code(&res) == Some(508)
+    })
+    .await;
+    assert!(
+        refused,
+        "Allocate on a new socket during the drain: expected 508, got {last}"
+    );
     let res = late.allocate().await;
     expect_error(&res, 508, "Allocate during the drain");
 
@@ -153,20 +155,18 @@ async fn second_sigterm_ends_the_drain() {
     send_signal(daemon.pid(), libc::SIGTERM);
     // Draining has begun once new allocations are refused (the signal is
     // handled asynchronously: poll, bounded).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for n in 0.. {
-        let mut fresh = daemon.client_for(&format!("bob{n}")).await;
-        let res = fresh.allocate().await;
-        if error_code(&res) == Some(508) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Allocate should get 508 once SIGTERM is handled; still {} after 5 s",
-            describe(&res)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (mut n, mut last) = (0, String::new());
+    let refused = eventually(Duration::from_secs(5), async || {
+        n += 1;
+        let res = daemon.client_for(&format!("bob{n}")).await.allocate().await;
+        last = describe(&res);
+        error_code(&res) == Some(508)
+    })
+    .await;
+    assert!(
+        refused,
+        "Allocate should get 508 once SIGTERM is handled; still {last} after 5 s"
+    );
     daemon.assert_alive();
     let t0 = Instant::now();
     send_signal(daemon.pid(), libc::SIGTERM);

@@ -180,7 +180,7 @@ async fn notify_ready_watchdog_reload_stopping() {
         .await;
     // READY promises that every listener answers: check at once, with a
     // single Binding (no retransmission) and a single HTTP request.
-    let mut client = StunClient::new(turn_addr).await;
+    let mut client = UdpClient::new(turn_addr).await;
     let req = binding_request(true);
     let res = client
         .transact_bytes(&req.raw, req.transaction_id, Duration::from_millis(400))
@@ -237,15 +237,15 @@ async fn notify_ready_watchdog_reload_stopping() {
         ready2.value("STATUS").is_some(),
         "READY=1 after a reload should carry STATUS=: {ready2:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !daemon.log().contains("configuration reloaded") {
-        assert!(
-            Instant::now() < deadline,
-            "the log should say the configuration was reloaded:\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let reloaded = eventually(Duration::from_secs(5), async || {
+        daemon.log().contains("configuration reloaded")
+    })
+    .await;
+    assert!(
+        reloaded,
+        "the log should say the configuration was reloaded:\n{}",
+        daemon.log()
+    );
 
     // Still serving after the reload, and still pinging the watchdog.
     let req = binding_request(true);

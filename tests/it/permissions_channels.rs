@@ -12,7 +12,7 @@ use stun::message::*;
 const QUIET: Duration = Duration::from_millis(600);
 const ARRIVE: Duration = Duration::from_secs(3);
 
-async fn allocated(daemon: &Daemon) -> (StunClient, SocketAddr) {
+async fn allocated(daemon: &Daemon) -> (UdpClient, SocketAddr) {
     let mut c = daemon.client_for("alice").await;
     let relayed = c.allocate_ok().await;
     (c, relayed)
@@ -69,7 +69,7 @@ async fn peer_data_arrives_only_after_create_permission() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_indication_without_permission_is_dropped() {
     let daemon = Daemon::start(Config::allow_loopback());
-    let (c, _relayed) = allocated(&daemon).await;
+    let (mut c, _relayed) = allocated(&daemon).await;
     let p = peer_socket().await;
     let peer_addr = p.local_addr().expect("peer addr");
     c.send_indication(peer_addr, b"no permission").await;
@@ -77,6 +77,17 @@ async fn send_indication_without_permission_is_dropped() {
         recv_within(&p, QUIET).await.is_none(),
         "a Send indication to a peer without permission must not be relayed"
     );
+    // The silence was the missing permission: with one, the same
+    // indication is relayed.
+    expect_success(
+        &c.create_permission(&[peer_addr]).await,
+        "CreatePermission for the peer",
+    );
+    c.send_indication(peer_addr, b"with permission").await;
+    let (got, _) = recv_within(&p, ARRIVE)
+        .await
+        .expect("a Send indication relayed once the permission exists");
+    assert_eq!(got, b"with permission");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +263,7 @@ async fn other_clients_cannot_use_an_allocation() {
         &owner.channel_bind(0x4000, peer_addr).await,
         "ChannelBind by the owner",
     );
-    let intruder = daemon.client().await;
+    let mut intruder = daemon.client().await;
     intruder.send_indication(peer_addr, b"intruder send").await;
     intruder
         .send_channel_data(0x4000, b"intruder channel")
@@ -261,6 +272,12 @@ async fn other_clients_cannot_use_an_allocation() {
         recv_within(&p, QUIET).await.is_none(),
         "traffic from a socket without allocation must not be relayed"
     );
+    // The silence was the wrong 5-tuple: the owner's ChannelData is relayed.
+    owner.send_channel_data(0x4000, b"owner channel").await;
+    let (got, _) = recv_within(&p, ARRIVE)
+        .await
+        .expect("the owner's ChannelData is relayed");
+    assert_eq!(got, b"owner channel");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

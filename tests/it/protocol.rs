@@ -413,9 +413,7 @@ async fn ipv6_listener_serves_binding_and_allocate() {
         ..Config::default()
     });
     let server6 = daemon.config.listen[1];
-    let mut c = StunClient::new(server6)
-        .await
-        .with_creds(Creds::valid("v6"));
+    let mut c = UdpClient::new(server6).await.with_creds(Creds::valid("v6"));
     let res = c.transact(&binding_request(true)).await;
     expect_success(&res, "Binding over IPv6");
     assert_eq!(

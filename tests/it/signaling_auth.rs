@@ -127,7 +127,8 @@ async fn jwt_guards_joins() {
 
     // Resuming in a guarded room, with the room token sent again.
     drop(d);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // D2 resumes an away peer (a live connection would be taken over).
+    let_server_see_drop(std::time::Duration::from_millis(300)).await;
     let again = jwt(JWT_SECRET, &json!({"room": "secure", "exp": now + 600}));
     let mut d2 = WsClient::connect(daemon.http, "D2").await;
     let jd2 = d2

@@ -83,7 +83,7 @@ async fn signals_for_away_peers_stay_within_the_byte_budgets() {
         drop(b);
     }
     // The server notices the closed connections on its own time.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let_server_see_drop(Duration::from_millis(1000)).await;
 
     // 20 signals of ~6 KB to each: ~480 KB against 32 KB per peer, 64 KB in
     // all. A reads its answers after each peer's 20, as a client does: once
@@ -277,8 +277,9 @@ async fn an_away_peer_still_counts_against_the_connection_limits() {
     a.recv_type("peer.joined").await;
     drop(b);
     // Long enough for the server to see the connection gone and end its
-    // session (which gave the slot back before).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // session (which gave the slot back before): the regression this test
+    // guards against would show only after that.
+    let_server_see_drop(Duration::from_millis(2500)).await;
 
     let status = refused_status(daemon.http, &ConnectOpts::default()).await;
     assert_eq!(

@@ -107,7 +107,8 @@ async fn flood_is_rate_limited_but_the_connection_survives() {
         pongs <= 12,
         "20 messages written at once against 5/s + burst 5: {pongs} pongs is too many"
     );
-    // Not closed: after the bucket refills, it works again.
+    // Not closed: after the bucket refills, it works again. (A sleep on
+    // purpose: polling would spend the tokens it waits for.)
     tokio::time::sleep(Duration::from_millis(1500)).await;
     a.assert_usable().await;
 
@@ -229,7 +230,8 @@ async fn join_timeout_says_bye_and_closes() {
             .any(|m| type_of(m) == "bye" && m["reason"] == json!("join_timeout")),
         "pinging does not count as joining: {before:?}"
     );
-    // The joined connection is unaffected.
+    // The joined connection is unaffected. (A sleep on purpose: well past
+    // its own join_timeout, which must not apply to it.)
     tokio::time::sleep(Duration::from_millis(1500)).await;
     joined.assert_usable().await;
 }

@@ -124,11 +124,11 @@ async fn open_mode_credentials_are_per_caller_and_short() {
     assert!(squat.ends_with(":anon-127.0.0.1"), "{squat}");
 
     // Caller A uses up its quota of one allocation...
-    let mut a = StunClient::new(daemon.addr)
+    let mut a = UdpClient::new(daemon.addr)
         .await
         .with_creds(creds_of(&r.json()));
     a.allocate_ok().await;
-    let mut a2 = StunClient::new(daemon.addr)
+    let mut a2 = UdpClient::new(daemon.addr)
         .await
         .with_creds(creds_of(&r.json()));
     expect_error(&a2.allocate().await, 486, "a second allocation of A");
@@ -138,7 +138,7 @@ async fn open_mode_credentials_are_per_caller_and_short() {
     assert_eq!(r.status, 200, "{r:?}");
     let user_b = check_ice_body(&daemon, &r.json(), 3600);
     assert!(user_b.ends_with(":anon-127.0.0.2"), "{user_b}");
-    let mut b = StunClient::new(daemon.addr)
+    let mut b = UdpClient::new(daemon.addr)
         .await
         .with_creds(creds_of(&r.json()));
     b.allocate_ok().await;
@@ -217,7 +217,7 @@ async fn ice_servers_with_api_keys() {
     let user = check_ice_body(&daemon, &r.json(), 7200);
     assert!(user.ends_with(":alice"), "{user}");
     // The credential works on the TURN port.
-    let mut raw = StunClient::new(daemon.addr)
+    let mut raw = UdpClient::new(daemon.addr)
         .await
         .with_creds(creds_of(&r.json()));
     raw.allocate_ok().await;

@@ -48,7 +48,7 @@ async fn resume_within_grace_delivers_queued_signals_in_order() {
     drop(b);
     // Let the server notice the drop before A signals (a signal written to
     // the old socket before the server saw EOF could be lost).
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let_server_see_drop(Duration::from_millis(1000)).await;
     for i in 0..3 {
         let r = a
             .call(json!({"type": "signal", "to": jb.peer_id, "kind": "candidate", "payload": {"n": i}}))
@@ -95,7 +95,8 @@ async fn resume_within_grace_delivers_queued_signals_in_order() {
 
     // The new token works for the next drop; the old one no longer does.
     drop(b2);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // B3 resumes an away peer (a live connection would be taken over).
+    let_server_see_drop(Duration::from_millis(500)).await;
     let mut b3 = WsClient::connect(daemon.http, "B3").await;
     let jb3 = b3
         .join_with(json!({"type": "join", "room": "resume", "resume": jb2.resume_token}))
@@ -162,7 +163,8 @@ async fn wrong_resume_tokens_fail() {
     let daemon = start("[signaling]\nresume_grace = 10\n").await;
     let (mut a, _ja, b, jb) = pair(&daemon, "tokens").await;
     drop(b);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // C tries its tokens while B is away.
+    let_server_see_drop(Duration::from_millis(300)).await;
 
     let mut c = WsClient::connect(daemon.http, "C").await;
     for bad in [
@@ -269,7 +271,9 @@ async fn resume_queue_is_bounded() {
     .await;
     let (mut a, ja, b, jb) = pair(&daemon, "bounded").await;
     drop(b);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Signals sent before the server saw the drop would go to the dead
+    // connection, not to B's queue.
+    let_server_see_drop(Duration::from_millis(1000)).await;
     let batch: Vec<_> = (0..400)
         .map(|i| json!({"type": "signal", "to": jb.peer_id, "kind": "candidate", "payload": i}))
         .collect();
@@ -321,7 +325,9 @@ async fn resume_delivers_more_queued_signals_than_the_send_queue_holds() {
     let daemon = start("[signaling]\nresume_grace = 10\nsend_queue = 8\n").await;
     let (mut a, ja, b, jb) = pair(&daemon, "small").await;
     drop(b);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Signals sent before the server saw the drop would go to the dead
+    // connection, not to B's queue.
+    let_server_see_drop(Duration::from_millis(1000)).await;
     let batch: Vec<_> = (0..20)
         .map(|i| json!({"type": "signal", "to": jb.peer_id, "kind": "candidate", "payload": i}))
         .collect();

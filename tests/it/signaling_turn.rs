@@ -61,25 +61,22 @@ fn creds_of(daemon: &Daemon, msg: &serde_json::Value) -> Creds {
 
 /// Polls a Refresh on `raw`'s 5-tuple until it fails (401: the credential is
 /// revoked, or 437: no allocation); returns how long that took.
-async fn wait_released(raw: &mut StunClient, since: Instant, what: &str) -> Duration {
-    loop {
+async fn wait_released(raw: &mut UdpClient, since: Instant, what: &str) -> Duration {
+    let refused = poll_for(RELEASE.saturating_sub(since.elapsed()), async || {
         let r = raw.refresh(None).await;
-        if !is_success(&r) {
-            let code = error_code(&r);
-            assert!(
-                matches!(code, Some(401) | Some(437)),
-                "{what}: a Refresh of the released allocation must get 401 or 437, got {}",
-                describe(&r)
-            );
-            return since.elapsed();
-        }
-        assert!(
-            since.elapsed() < RELEASE,
-            "{what}: the allocation still refreshes {:?} later",
-            since.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (!is_success(&r)).then_some(r)
+    })
+    .await;
+    let took = since.elapsed();
+    let Some(r) = refused else {
+        panic!("{what}: the allocation still refreshes {took:?} later");
+    };
+    assert!(
+        matches!(error_code(&r), Some(401) | Some(437)),
+        "{what}: a Refresh of the released allocation must get 401 or 437, got {}",
+        describe(&r)
+    );
+    took
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -117,10 +114,10 @@ async fn joined_credentials_allocate_and_leave_releases_them() {
 
     // The raw client holds a second allocation with the same credential, and
     // B one with its own.
-    let mut raw = StunClient::new(daemon.addr).await.with_creds(creds.clone());
+    let mut raw = UdpClient::new(daemon.addr).await.with_creds(creds.clone());
     raw.allocate_ok().await;
     expect_success(&raw.refresh(None).await, "Refresh before leave");
-    let mut raw_b = StunClient::new(daemon.addr)
+    let mut raw_b = UdpClient::new(daemon.addr)
         .await
         .with_creds(creds_b.clone());
     raw_b.allocate_ok().await;
@@ -129,7 +126,7 @@ async fn joined_credentials_allocate_and_leave_releases_them() {
     a.expect_ok(json!({"type": "leave"})).await;
     let took = wait_released(&mut raw, Instant::now(), "after leave").await;
     eprintln!("allocation released {took:?} after leave");
-    let mut fresh = StunClient::new(daemon.addr).await.with_creds(creds.clone());
+    let mut fresh = UdpClient::new(daemon.addr).await.with_creds(creds.clone());
     let r = fresh.allocate().await;
     expect_error(
         &r,
@@ -150,6 +147,7 @@ async fn joined_credentials_allocate_and_leave_releases_them() {
         relay.send_to(b"after leave, old peer", echo.addr),
     )
     .await;
+    // A sleep on purpose: a window in which nothing may arrive.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(
         echo2.received().is_empty(),
@@ -180,17 +178,20 @@ async fn grace_expiry_releases_allocations_but_resume_keeps_them() {
     // B drops and resumes in time: its allocation stays.
     let mut b = WsClient::connect(daemon.http, "B").await;
     let jb = b.join("grace", "B").await;
-    let mut raw_b = StunClient::new(daemon.addr)
+    let mut raw_b = UdpClient::new(daemon.addr)
         .await
         .with_creds(creds_of(&daemon, &jb.msg));
     raw_b.allocate_ok().await;
     drop(b);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // B2 resumes an away peer (a live connection would be taken over).
+    let_server_see_drop(Duration::from_millis(300)).await;
     let mut b2 = WsClient::connect(daemon.http, "B2").await;
     let jb2 = b2
         .join_with(json!({"type": "join", "room": "grace", "resume": jb.resume_token}))
         .await;
     assert_eq!(jb2.msg["resumed"], json!(true));
+    // A sleep on purpose: past B's grace period (2 s), which must not
+    // release the allocation of a peer that resumed.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     expect_success(
         &raw_b.refresh(None).await,
@@ -202,7 +203,7 @@ async fn grace_expiry_releases_allocations_but_resume_keeps_them() {
     let mut c = WsClient::connect(daemon.http, "C").await;
     let jc = c.join("grace", "C").await;
     let creds_c = creds_of(&daemon, &jc.msg);
-    let mut raw_c = StunClient::new(daemon.addr)
+    let mut raw_c = UdpClient::new(daemon.addr)
         .await
         .with_creds(creds_c.clone());
     raw_c.allocate_ok().await;
@@ -215,7 +216,7 @@ async fn grace_expiry_releases_allocations_but_resume_keeps_them() {
     assert_eq!(pl["reason"], json!("timeout"), "{pl}");
     let took = wait_released(&mut raw_c, Instant::now(), "after the grace period").await;
     eprintln!("allocation released {took:?} after peer.left");
-    let mut fresh = StunClient::new(daemon.addr).await.with_creds(creds_c);
+    let mut fresh = UdpClient::new(daemon.addr).await.with_creds(creds_c);
     expect_error(
         &fresh.allocate().await,
         401,
@@ -235,7 +236,7 @@ async fn ice_refresh_credentials_allocate() {
     let r = a.call(json!({"type": "ice.refresh"})).await;
     assert_eq!(type_of(&r), "ice.credentials", "{r}");
     let creds = creds_of(&daemon, &r);
-    let mut raw = StunClient::new(daemon.addr).await.with_creds(creds);
+    let mut raw = UdpClient::new(daemon.addr).await.with_creds(creds);
     raw.allocate_ok().await;
 }
 
@@ -284,6 +285,6 @@ async fn fresh_credentials_are_pushed_before_expiry() {
         fresh.username,
         first.username
     );
-    let mut raw = StunClient::new(daemon.addr).await.with_creds(fresh);
+    let mut raw = UdpClient::new(daemon.addr).await.with_creds(fresh);
     raw.allocate_ok().await;
 }

@@ -4,7 +4,7 @@
 //! allocates for the same credential.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stun::addr::MappedAddress;
 use stun::attributes::ATTR_ALTERNATE_SERVER;
@@ -21,7 +21,7 @@ fn alternate_of(m: &Message) -> Option<SocketAddr> {
 }
 
 /// Checks `res` is a 300 naming `sibling`, sealed with the client's key.
-fn expect_try_alternate(res: &Message, client: &StunClient, sibling: SocketAddr, what: &str) {
+fn expect_try_alternate(res: &Message, client: &UdpClient, sibling: SocketAddr, what: &str) {
     expect_error(res, 300, what);
     assert_eq!(
         alternate_of(res),
@@ -36,8 +36,8 @@ fn expect_try_alternate(res: &Message, client: &StunClient, sibling: SocketAddr,
 }
 
 /// Does what a client does with the 300: the same credential, to `sibling`.
-async fn follow(client: &StunClient, sibling: SocketAddr) -> SocketAddr {
-    let mut there = StunClient::new(sibling)
+async fn follow(client: &UdpClient, sibling: SocketAddr) -> SocketAddr {
+    let mut there = UdpClient::new(sibling)
         .await
         .with_creds(client.creds().clone());
     there.allocate_ok().await
@@ -142,21 +142,27 @@ async fn a_draining_node_sends_allocate_to_its_sibling() {
 
     send_signal(a.pid(), libc::SIGTERM);
     // The workers learn of the drain asynchronously: allow them a moment.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    for n in 0.. {
+    let (mut n, mut last) = (0, String::new());
+    let (res, fresh) = poll_for(Duration::from_secs(2), async || {
+        n += 1;
         let mut fresh = a.client_for(&format!("carol{n}")).await;
         let res = fresh.allocate().await;
         if error_code(&res) == Some(300) {
-            expect_try_alternate(&res, &fresh, b.addr, "Allocate during the drain");
-            break;
+            return Some((res, fresh));
         }
         assert!(
-            is_success(&res) && Instant::now() < deadline,
+            is_success(&res),
             "Allocate on a new socket during the drain: expected 300, got {}",
             describe(&res)
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        last = describe(&res);
+        None
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!("Allocate on a new socket during the drain: expected 300, got {last}")
+    });
+    expect_try_alternate(&res, &fresh, b.addr, "Allocate during the drain");
     let res = late.allocate().await;
     expect_try_alternate(&res, &late, b.addr, "primed Allocate during the drain");
     follow(&late, b.addr).await;

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::http::metric;
 use crate::common::*;
 use webrtc_util::Conn;
 
@@ -63,8 +64,18 @@ async fn turn_crate_client_relays_both_ways_through_echo_peer() {
     round_trip(&relay, echo.addr, b"message 0 (send indication)")
         .await
         .unwrap_or_else(|e| panic!("first round trip: {e}; {}", echo.summary()));
-    // Give the channel binding time to complete, then the rest go as ChannelData.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the server counts the client's ChannelBind, the rest go as
+    // ChannelData.
+    wait_until(
+        Duration::from_secs(10),
+        "the turn crate's ChannelBind is counted",
+        async || {
+            metric(daemon.http, "natbridge_turn_channel_binds_total")
+                .await
+                .is_some_and(|n| n >= 1.0)
+        },
+    )
+    .await;
     for i in 1..50 {
         let msg = format!("message {i}");
         round_trip(&relay, echo.addr, msg.as_bytes())
@@ -100,10 +111,12 @@ async fn turn_crate_clients_relay_to_each_other_under_default_policy() {
 
     // B permits A first (its send creates the permission; the packet itself may
     // be dropped by A's side, which has no permission for B yet).
+    // send_to returns once the server has answered the CreatePermission it
+    // sends first (turn's RelayConn::send_to awaits create_perm), so B's
+    // permission holds when A sends.
     relay_b.send_to(b"hello from B", addr_a).await.expect(
         "B send_to A's relay must succeed (it creates B's permission; the server's own relay addresses are allowed peers)",
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut buf = vec![0u8; 2048];
     for i in 0..10 {
         let msg = format!("A to B {i}");

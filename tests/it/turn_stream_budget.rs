@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::http::{metric, metric_of};
 use crate::common::*;
-use crate::turn_stream_util::*;
 use tokio::net::{TcpSocket, UdpSocket};
 
 const BUDGET: u64 = 262_144;
@@ -57,7 +56,8 @@ async fn a_client_that_does_not_read_is_cut_off_within_the_byte_budget() {
             let _ = peer.send_to(&payload, relay).await;
             sent += 1;
         }
-        // Lets the daemon's worker keep up rather than drop datagrams.
+        // Pacing, not a wait: lets the daemon's worker keep up rather than
+        // drop datagrams.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let one = metric_of(
@@ -79,19 +79,17 @@ async fn a_client_that_does_not_read_is_cut_off_within_the_byte_budget() {
     );
 
     // The connection is closed (reading now drains what the kernel held).
-    match wait_closed(&mut client.stream, Duration::from_secs(10)).await {
+    match wait_closed(client.stream(), Duration::from_secs(10)).await {
         Closed::After(_) => {}
         Closed::StillOpen => panic!("the client that did not read is still connected"),
     }
     // Its queue was given back.
-    let deadline = Instant::now() + ARRIVE;
-    while metric_of(daemon.http, "natbridge_turn_stream_queue_bytes").await > 0.0 {
-        assert!(
-            Instant::now() < deadline,
-            "bytes of the closed connection still count as queued"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        ARRIVE,
+        "the bytes of the closed connection no longer count as queued",
+        async || metric_of(daemon.http, "natbridge_turn_stream_queue_bytes").await == 0.0,
+    )
+    .await;
     // Others are served as before.
     let mut other = StreamClient::new(tcp_connect(daemon.addr).await);
     other.binding_ok("Binding after the cut-off").await;

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use crate::common::coturn::*;
 use crate::common::*;
-use crate::turn_stream_util::*;
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(90);
 const CLIENTS: u64 = 4;

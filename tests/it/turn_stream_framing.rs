@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::turn_stream_util::*;
 use stun::attributes::*;
 use stun::message::*;
 use tokio::net::TcpStream;
@@ -29,6 +28,7 @@ async fn binding_split_across_writes_and_coalesced() {
         let req = binding_request(true);
         assert!(cut < req.raw.len());
         c.send_raw(&req.raw[..cut]).await;
+        // A pause on purpose: the server reads the first part alone.
         tokio::time::sleep(Duration::from_millis(150)).await;
         c.send_raw(&req.raw[cut..]).await;
         let res = c.response_to(req.transaction_id).await;
@@ -37,7 +37,7 @@ async fn binding_split_across_writes_and_coalesced() {
             .unwrap_or_else(|| panic!("no XOR-MAPPED-ADDRESS: {}", describe(&res)));
         assert_eq!(
             mapped,
-            c.stream.local_addr().expect("local addr"),
+            c.stream().local_addr().expect("local addr"),
             "the reflexive address over TCP is the client's TCP address"
         );
     }
@@ -70,6 +70,7 @@ async fn binding_split_across_writes_and_coalesced() {
         &c.response_to(reqs[1].transaction_id).await,
         "Binding 2 of 3",
     );
+    // A pause on purpose: the server holds the cut-off third alone.
     tokio::time::sleep(Duration::from_millis(150)).await;
     c.send_raw(&tail).await;
     expect_success(
@@ -106,7 +107,7 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
 
     // Send indication out, Data indication back.
     c.send_indication(echo.addr, b"hello over tcp").await;
-    match c.recv_data(ARRIVE).await {
+    match c.recv_data_frame(ARRIVE).await {
         Some((Incoming::DataIndication { peer, data }, frame)) => {
             assert_eq!(peer, echo.addr);
             assert_eq!(data, b"hello over tcp");
@@ -132,7 +133,7 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
         let frame = channel_data_padded(channel, &payload);
         assert!(frame.len().is_multiple_of(4));
         c.send_raw(&frame).await;
-        match c.recv_data(ARRIVE).await {
+        match c.recv_data_frame(ARRIVE).await {
             Some((Incoming::ChannelData { number, data }, raw)) => {
                 assert_eq!(number, channel);
                 assert_eq!(data, payload, "echoed payload of {len} bytes");
@@ -161,7 +162,7 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
         &c.response_to(req.transaction_id).await,
         "Binding after padded ChannelData",
     );
-    match c.recv_data(ARRIVE).await {
+    match c.recv_data_frame(ARRIVE).await {
         Some((Incoming::ChannelData { data, .. }, raw)) => {
             assert_eq!(data, b"abc");
             assert_eq!(raw.len(), 8);
@@ -180,7 +181,7 @@ async fn turn_flow_over_tcp_relays_padded_channel_data_both_ways() {
     let deadline = Instant::now() + ARRIVE;
     while got.len() < payloads.len() && Instant::now() < deadline {
         match c
-            .recv_data(deadline.saturating_duration_since(Instant::now()))
+            .recv_data_frame(deadline.saturating_duration_since(Instant::now()))
             .await
         {
             Some((Incoming::ChannelData { data, .. }, _)) => got.push(data),
@@ -211,7 +212,7 @@ async fn garbage_closes_only_its_own_connection() {
     let mut bad = tcp_client(&daemon).await;
     bad.binding_ok("Binding on the soon-bad connection").await;
     bad.send_raw(&[0xC0; 64]).await;
-    match wait_closed(&mut bad.stream, ARRIVE).await {
+    match wait_closed(bad.stream(), ARRIVE).await {
         Closed::After(_) => {}
         Closed::StillOpen => panic!("the connection that sent 0xC0 bytes is still open"),
     }
@@ -223,7 +224,7 @@ async fn garbage_closes_only_its_own_connection() {
             0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03,
         ])
         .await;
-    match wait_closed(&mut hello.stream, ARRIVE).await {
+    match wait_closed(hello.stream(), ARRIVE).await {
         Closed::After(_) => {}
         Closed::StillOpen => panic!("the connection that sent a TLS record is still open"),
     }
@@ -234,7 +235,7 @@ async fn garbage_closes_only_its_own_connection() {
     m[3] = 3;
     m.extend_from_slice(&[0, 0, 0]);
     odd.send_raw(&m).await;
-    match wait_closed(&mut odd.stream, ARRIVE).await {
+    match wait_closed(odd.stream(), ARRIVE).await {
         Closed::After(_) => {}
         Closed::StillOpen => panic!("the connection that sent a STUN length of 3 is still open"),
     }
@@ -265,7 +266,7 @@ async fn garbage_mid_stream_after_an_allocation_closes_and_releases() {
 
     a.send_raw(&[0xFF, 0xFF, 0xFF, 0xFF]).await;
     assert!(
-        matches!(wait_closed(&mut a.stream, ARRIVE).await, Closed::After(_)),
+        matches!(wait_closed(a.stream(), ARRIVE).await, Closed::After(_)),
         "garbage after an allocation must close the connection"
     );
     // The allocation went with it: user_quota = 1 lets the same user allocate.
@@ -280,11 +281,10 @@ async fn garbage_mid_stream_after_an_allocation_closes_and_releases() {
 /// Allocates on `c`, retrying 486 (quota: the old allocation not yet gone)
 /// until `within`.
 async fn allocate_within(c: &mut TcpClient, within: Duration) -> SocketAddr {
-    let deadline = Instant::now() + within;
-    loop {
+    let res = poll_for(within, async || {
         let res = c.allocate().await;
         if is_success(&res) {
-            return xor_addr(&res, ATTR_XOR_RELAYED_ADDRESS).expect("XOR-RELAYED-ADDRESS");
+            return Some(res);
         }
         assert_eq!(
             error_code(&res),
@@ -292,12 +292,15 @@ async fn allocate_within(c: &mut TcpClient, within: Duration) -> SocketAddr {
             "expected success or 486 while the old allocation goes: {}",
             describe(&res)
         );
-        assert!(
-            Instant::now() < deadline,
+        None
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
             "the allocation of a closed connection was not released within {within:?}: still 486"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    });
+    xor_addr(&res, ATTR_XOR_RELAYED_ADDRESS).expect("XOR-RELAYED-ADDRESS")
 }
 
 async fn allocations_active(http: SocketAddr) -> Option<f64> {
@@ -313,18 +316,16 @@ async fn allocations_active(http: SocketAddr) -> Option<f64> {
 }
 
 async fn wait_allocations(http: SocketAddr, want: f64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let now = allocations_active(http).await;
-        if now == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "natbridge_turn_allocations_active is {now:?}, expected {want} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut now = None;
+    let reached = eventually(within, async || {
+        now = allocations_active(http).await;
+        now == Some(want)
+    })
+    .await;
+    assert!(
+        reached,
+        "natbridge_turn_allocations_active is {now:?}, expected {want} within {within:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +363,7 @@ async fn closing_the_connection_releases_the_allocation() {
     // Half-close from the client (FIN) is a close too.
     use tokio::io::AsyncWriteExt as _;
     second
-        .stream
+        .stream()
         .shutdown()
         .await
         .expect("shutdown the write half");

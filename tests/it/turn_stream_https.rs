@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use crate::common::http::{HttpResponse, get_over};
 use crate::common::ws::{WsClient, wait_http};
 use crate::common::*;
-use crate::turn_stream_util::*;
 
 const H1: &[u8] = b"http/1.1";
 

@@ -8,7 +8,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::common::*;
-use crate::turn_stream_util::*;
 use rustls::ProtocolVersion;
 
 fn tls_config(files: &TlsFiles) -> Config {
@@ -50,6 +49,7 @@ async fn tls13_and_tls12_handshakes_carry_binding_and_allocate() {
         // A Binding cut across two TLS records.
         let req = binding_request(true);
         c.send_raw(&req.raw[..7]).await;
+        // A pause on purpose: the server reads the first part alone.
         tokio::time::sleep(Duration::from_millis(100)).await;
         c.send_raw(&req.raw[7..]).await;
         expect_success(
@@ -66,7 +66,7 @@ async fn tls13_and_tls12_handshakes_carry_binding_and_allocate() {
             "ChannelBind over TLS",
         );
         c.send_raw(&channel_data_padded(0x4abc, b"over tls!")).await;
-        match c.recv_data(ARRIVE).await {
+        match c.recv_data_frame(ARRIVE).await {
             Some((Incoming::ChannelData { number, data }, raw)) => {
                 assert_eq!(number, 0x4abc);
                 assert_eq!(data, b"over tls!");

@@ -163,13 +163,13 @@ impl Daemon {
     }
 
     /// A raw client bound to loopback, not yet authenticated.
-    pub async fn client(&self) -> StunClient {
-        StunClient::new(self.addr).await
+    pub async fn client(&self) -> UdpClient {
+        UdpClient::new(self.addr).await
     }
 
     /// A raw client carrying a valid REST credential for `user`.
-    pub async fn client_for(&self, user: &str) -> StunClient {
-        StunClient::new(self.addr)
+    pub async fn client_for(&self, user: &str) -> UdpClient {
+        UdpClient::new(self.addr)
             .await
             .with_creds(Creds::valid(user))
     }

@@ -1,35 +1,44 @@
 //! Shared harness for the integration tests: starts the real `natbridge` daemon on
 //! loopback ports with a generated config, computes TURN REST credentials, and
-//! offers a small raw STUN/TURN client (built on the `stun` crate and the `turn`
-//! crate's attribute types) for crafting exact requests and reading error codes.
+//! offers one raw STUN/TURN client over UDP, TCP or TLS (built on the `stun`
+//! crate and the `turn` crate's attribute types) for crafting exact requests
+//! and reading error codes.
 //!
 //! Every wait is bounded: a daemon that does not answer fails the test within
 //! seconds instead of hanging CI.
 
 use std::time::Duration;
 
+mod client;
 mod config;
 pub mod coturn;
 mod creds;
 mod daemon;
+mod echo;
 pub mod http;
 mod ports;
 mod process;
 mod redis;
-mod stun_client;
+mod stun_msg;
 mod temp;
+mod tls;
+mod transport;
 mod turn_crate;
 mod wait;
 pub mod ws;
 
+pub use client::*;
 pub use config::*;
 pub use creds::*;
 pub use daemon::*;
+pub use echo::*;
 pub use ports::*;
 pub use process::*;
 pub use redis::*;
-pub use stun_client::*;
+pub use stun_msg::*;
 pub use temp::*;
+pub use tls::*;
+pub use transport::*;
 pub use turn_crate::*;
 pub use wait::*;
 
@@ -47,5 +56,8 @@ pub const OLD_SECRET: &str = "integration-secret-old";
 /// How long one request waits for its answer (with retransmissions) before the
 /// test fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long something that must happen (an answer, a handshake, a close)
+/// may take: generous for a loaded 2-core machine.
+pub const ARRIVE: Duration = Duration::from_secs(10);
 /// How long a freshly started daemon has to answer its first Binding request.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
