@@ -3,6 +3,7 @@
 //! usernames, rooms or addresses in labels, counters that move with traffic,
 //! and `metrics.listen` moving the endpoint off the HTTP listener.
 
+mod dashboard;
 mod exposition;
 mod families;
 
