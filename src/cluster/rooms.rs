@@ -35,6 +35,15 @@ fn infos(v: &redis::Value) -> Vec<PeerInfo> {
         .collect()
 }
 
+/// Whether a client-supplied id or token could be one natbridge made
+/// (base64url, as random_id writes them): anything else is refused without
+/// asking Redis, so a client cannot make this node look up 64 KiB keys.
+fn plausible_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
@@ -119,6 +128,9 @@ impl Cluster {
         token: &str,
     ) -> Result<Joined, ProtoError> {
         let failed = || ProtoError::new(ErrorCode::ResumeFailed, "unknown or expired resume token");
+        if !plausible_id(token) {
+            return Err(failed());
+        }
         // The id first, so what arrives for the peer while the resume runs
         // is held for it.
         let id: Option<String> = redis::cmd("GET")
@@ -282,6 +294,12 @@ impl Cluster {
             return Err(ProtoError::new(
                 ErrorCode::SelfSignal,
                 "cannot signal yourself",
+            ));
+        }
+        if !plausible_id(to) {
+            return Err(ProtoError::new(
+                ErrorCode::UnknownPeer,
+                "no such peer in this room",
             ));
         }
         let text =

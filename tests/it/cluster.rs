@@ -513,3 +513,26 @@ async fn the_rooms_api_lists_the_cluster_and_a_takeover_crosses_nodes() {
         bob.log
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_tokens_and_peer_ids_get_clear_errors_and_the_node_goes_on() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "").await;
+    let mut alice = WsClient::connect(a.http, "alice").await;
+    let long = "x".repeat(20_000);
+    for token in [long.as_str(), "a b", "\u{1b}[31m", ""] {
+        let r = alice
+            .call(json!({"type": "join", "room": "r", "resume": token}))
+            .await;
+        assert_eq!(code_of(&r), "resume_failed", "{token:?}: {r}");
+    }
+    alice.join("r", "Alice").await;
+    for to in [long.as_str(), "no\nnewline", "*", "natbridge:nodes"] {
+        let r = alice
+            .call(json!({"type": "signal", "to": to, "kind": "offer", "payload": {}}))
+            .await;
+        assert_eq!(code_of(&r), "unknown_peer", "{to:?}: {r}");
+    }
+    alice.assert_usable().await;
+    assert!(ready(&a).await);
+}
