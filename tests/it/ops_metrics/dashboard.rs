@@ -41,9 +41,10 @@ async fn every_metric_the_dashboard_uses_is_served() {
     assert!(used.len() > 15, "the dashboard uses {used:?}");
 
     let redis = RedisServer::start();
-    let mut cfg = Config::default();
-    cfg.extra_toml = format!("[cluster]\nredis_url = \"{}\"\n", redis.url());
-    let daemon = Daemon::start(cfg);
+    let daemon = Daemon::start(Config {
+        extra_toml: format!("[cluster]\nredis_url = \"{}\"\n", redis.url()),
+        ..Config::default()
+    });
     wait_http(daemon.http).await;
     let served = poll_for(std::time::Duration::from_secs(10), async || {
         let body = http_get(daemon.http, "/metrics", &[]).await.body;
