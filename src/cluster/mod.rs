@@ -112,8 +112,24 @@ impl Cluster {
         settings: PeerSettings,
         turn: Vec<SocketAddr>,
     ) -> anyhow::Result<Arc<Cluster>> {
-        let client = redis::Client::open(cfg.redis_url.as_str())
-            .map_err(|e| anyhow::anyhow!("cluster.redis_url: {e}"))?;
+        let client = if cfg.redis_ca_file.is_empty() {
+            redis::Client::open(cfg.redis_url.as_str())
+        } else {
+            let pem = std::fs::read(&cfg.redis_ca_file).map_err(|e| {
+                anyhow::anyhow!(
+                    "cluster.redis_ca_file: cannot read {}: {e}",
+                    cfg.redis_ca_file
+                )
+            })?;
+            redis::Client::build_with_tls(
+                cfg.redis_url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+        }
+        .map_err(|e| anyhow::anyhow!("cluster.redis_url: {e}"))?;
         let heartbeat = Duration::from_millis(cfg.heartbeat_ms);
         let node_timeout = Duration::from_millis(cfg.node_timeout_ms);
         // Commands fail fast when Redis is away: a join then gets

@@ -299,8 +299,12 @@ pub struct MetricsSection {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSection {
-    /// `redis://host:port[/db]`, or empty for a single node.
+    /// `redis://host:port[/db]` or `rediss://` (TLS), or empty for a single
+    /// node.
     pub redis_url: String,
+    /// PEM file of the CA that signed Redis's certificate (rediss://);
+    /// empty: the system's trusted roots.
+    pub redis_ca_file: String,
     /// This node's name in Redis, or `"auto"`: random at every start.
     pub node_id: String,
     /// Prefix of every Redis key and channel, so clusters can share a Redis.
@@ -361,6 +365,7 @@ impl std::fmt::Debug for ClusterSection {
         };
         f.debug_struct("ClusterSection")
             .field("redis_url", &url)
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("node_id", &self.node_id)
             .field("key_prefix", &self.key_prefix)
             .field("heartbeat_ms", &self.heartbeat_ms)
@@ -373,6 +378,7 @@ impl Default for ClusterSection {
     fn default() -> ClusterSection {
         ClusterSection {
             redis_url: String::new(),
+            redis_ca_file: String::new(),
             node_id: "auto".to_owned(),
             key_prefix: "natbridge".to_owned(),
             heartbeat_ms: 1000,

@@ -30,6 +30,11 @@ fn bad_cluster_values_name_key_and_line() {
             "the scheme must be redis://",
         ),
         ("redis_url = \"redis\"", "cluster.redis_url", "not a URL"),
+        (
+            "redis_ca_file = \"/ca.pem\"\nredis_url = \"redis://h:1\"",
+            "cluster.redis_ca_file",
+            "for rediss:// (TLS) only",
+        ),
         ("node_id = \"a b\"", "cluster.node_id", "1 to 64 characters"),
         (
             "key_prefix = \"\"",

@@ -139,6 +139,7 @@ fn expected_defaults() -> Config {
         },
         cluster: ClusterSection {
             redis_url: String::new(),
+            redis_ca_file: String::new(),
             node_id: "auto".into(),
             key_prefix: "natbridge".into(),
             heartbeat_ms: 1000,
@@ -241,7 +242,8 @@ fn everything_changed() -> Config {
             allow: vec![net("192.0.2.0/24")],
         },
         cluster: ClusterSection {
-            redis_url: "redis://:redis-pass-4242@127.0.0.1:6390/2".into(),
+            redis_url: "rediss://:redis-pass-4242@127.0.0.1:6390/2".into(),
+            redis_ca_file: "/etc/natbridge/redis-ca.pem".into(),
             node_id: "edge-1".into(),
             key_prefix: "nb-test".into(),
             heartbeat_ms: 500,

@@ -27,13 +27,19 @@ pub(super) fn check_cluster(c: &ClusterSection, auth: &AuthSection) -> Checked {
                 format!("not a URL ({e}); write redis://HOST:PORT"),
             )
         })?;
-        if url.scheme() != "redis" {
+        if !matches!(url.scheme(), "redis" | "rediss") {
             return Err(Problem::new(
                 "cluster.redis_url",
                 format!(
-                    "the scheme must be redis:// (got {}://); for TLS to Redis put a TLS proxy such as stunnel on the node",
+                    "the scheme must be redis:// or rediss:// (TLS), not {}://",
                     url.scheme()
                 ),
+            ));
+        }
+        if !c.redis_ca_file.is_empty() && url.scheme() != "rediss" {
+            return Err(Problem::new(
+                "cluster.redis_ca_file",
+                "a CA file is for rediss:// (TLS) only; the redis_url is plain redis://",
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {

@@ -12,6 +12,8 @@ use super::{TempDir, free_tcp_port, wait_child};
 pub struct RedisServer {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// With TLS: its TLS port (beside the plain one the test itself uses).
+    pub tls_addr: Option<SocketAddr>,
     dir: TempDir,
 }
 
@@ -23,10 +25,37 @@ impl RedisServer {
         let mut r = RedisServer {
             child: None,
             addr,
+            tls_addr: None,
             dir: TempDir::new("redis"),
         };
         r.spawn();
         r
+    }
+
+    /// Also serves TLS with `cert_pem`/`key_pem` on a port of its own.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> RedisServer {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
+            .parse()
+            .expect("loopback address");
+        let tls_addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
+            .parse()
+            .expect("loopback address");
+        let dir = TempDir::new("redis");
+        dir.file("cert.pem", cert_pem);
+        dir.file("key.pem", key_pem);
+        let mut r = RedisServer {
+            child: None,
+            addr,
+            tls_addr: Some(tls_addr),
+            dir,
+        };
+        r.spawn();
+        r
+    }
+
+    /// `rediss://127.0.0.1:PORT` (TLS).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://{}", self.tls_addr.expect("started with TLS"))
     }
 
     /// `redis://127.0.0.1:PORT`
@@ -49,6 +78,7 @@ impl RedisServer {
                 "--dir",
             ])
             .arg(&self.dir.path)
+            .args(self.tls_args())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
@@ -65,6 +95,25 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn tls_args(&self) -> Vec<String> {
+        let Some(tls) = self.tls_addr else {
+            return Vec::new();
+        };
+        let file = |n: &str| self.dir.path.join(n).display().to_string();
+        vec![
+            "--tls-port".into(),
+            tls.port().to_string(),
+            "--tls-cert-file".into(),
+            file("cert.pem"),
+            "--tls-key-file".into(),
+            file("key.pem"),
+            "--tls-ca-cert-file".into(),
+            file("cert.pem"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
     }
 
     /// Whether it answers PING.
