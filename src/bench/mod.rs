@@ -12,6 +12,7 @@
 
 pub mod alloc;
 pub mod echo;
+pub mod procs;
 pub mod proto;
 pub mod report;
 pub mod signaling;

@@ -8,6 +8,14 @@
 //! OPEN, and a signal is an OFFER to a `dst` id that the server relays with a
 //! `src`. PeerJS has no rooms, so a "room" is just the group of K ids that
 //! signal each other.
+//!
+//! Given several `--url` (the nodes of a natbridge cluster), it spreads each
+//! room's peers over them (`spread.rs`), counts the signals that cross nodes
+//! and reports their latency apart from the same-node ones, with each node's
+//! and Redis's memory and CPU (`nodes.rs`).
+
+mod nodes;
+pub mod spread;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,9 +33,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::report::{CostWindow, WindowCost, run_id};
-use super::stats::{self, Histogram, Latency, SharedHistogram};
+use super::procs::{ProcWindow, ProcsCost};
+use super::report::run_id;
+use super::stats::{self, Histogram, Latency, ProcSample, SharedHistogram};
 use super::traffic::Epoch;
+pub use nodes::{ClusterFigures, Measured, NodeFigures};
+use spread::{Spread, node_of};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A peer's index and how its join went: (peer id, socket, time taken).
@@ -48,8 +59,14 @@ pub struct SignalingArgs {
     /// The WebSocket URL: ws://HOST:PORT/ws for natbridge (mind its
     /// signaling.max_connections_per_ip, and http.max_connections_per_ip for
     /// upgrades in progress at once), ws://HOST:PORT/peerjs for PeerJS.
-    #[arg(long)]
-    pub url: String,
+    /// Several (repeated, or a comma list) for the nodes of a natbridge
+    /// cluster: each room's peers are spread over them (--spread), and the
+    /// signals that cross nodes are counted and timed apart.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub url: Vec<String>,
+    /// With several --url, how each room's members are spread over them.
+    #[arg(long, value_enum, default_value = "blocks")]
+    pub spread: Spread,
     /// Peers (WebSocket connections).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub peers: u32,
@@ -80,8 +97,13 @@ pub struct SignalingArgs {
     #[arg(long, default_value = "peerjs")]
     pub peerjs_key: String,
     /// The server's process id: report its memory and CPU (from /proc).
+    /// With several --url, one per URL in the same order (repeated, or a
+    /// comma list).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// redis-server's process id (a cluster's): report its memory and CPU.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub redis_pid: Option<u32>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -128,18 +150,43 @@ pub struct SignalingReport {
     pub server: Option<SignalingServer>,
     /// What else used the machine while signaling.
     pub interference: Option<stats::Interference>,
+    /// With several --url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterFigures>,
+    /// With --redis-pid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<Measured>,
 }
 
 struct Shared {
     epoch: Epoch,
     protocol: Protocol,
     latency: SharedHistogram,
+    /// With several URLs: the relay latency of same-node ([0]) and
+    /// cross-node ([1]) signals.
+    by_class: Option<[SharedHistogram; 2]>,
     sent: AtomicU64,
     received: AtomicU64,
+    sent_cross: AtomicU64,
+    received_cross: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Shared {
+    fn new(protocol: Protocol, classes: bool) -> Shared {
+        Shared {
+            epoch: Epoch(Instant::now()),
+            protocol,
+            latency: SharedHistogram::default(),
+            by_class: classes.then(Default::default),
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            sent_cross: AtomicU64::new(0),
+            received_cross: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
     fn error(&self, e: impl Into<String>) {
         if let Ok(mut m) = self.errors.lock() {
             *m.entry(e.into()).or_default() += 1;
@@ -150,18 +197,16 @@ impl Shared {
 /// Connects and joins; returns the peer id, the socket and how long it took.
 async fn join(
     args: &SignalingArgs,
+    url: &str,
     room: &str,
     pid: &str,
 ) -> Result<(String, Ws, Duration), String> {
     let began = Instant::now();
     let url = match args.protocol {
-        Protocol::Natbridge => args.url.clone(),
+        Protocol::Natbridge => url.to_string(),
         Protocol::Peerjs => {
-            let sep = if args.url.contains('?') { '&' } else { '?' };
-            format!(
-                "{}{sep}key={}&id={pid}&token=t{pid}",
-                args.url, args.peerjs_key
-            )
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}key={}&id={pid}&token=t{pid}", args.peerjs_key)
         }
     };
     let config = WebSocketConfig::default()
@@ -210,6 +255,10 @@ fn short(s: &str) -> String {
 /// What one peer does after everyone joined.
 struct Plan {
     target: Option<String>,
+    /// Whether the target was assigned another URL than this peer.
+    cross_out: bool,
+    /// With several URLs: whether the peer that signals this one was.
+    cross_in: Option<bool>,
     count: u64,
     first: Instant,
     period: Duration,
@@ -229,7 +278,9 @@ fn signal_text(p: Protocol, to: &str, seq: u64, t: u64, pad: &str) -> String {
     }
 }
 
-fn on_text(shared: &Shared, shard: usize, text: &str) {
+/// Handles one message from the server; `cross_in` tells a signal's class
+/// (with several URLs).
+fn on_text(shared: &Shared, shard: usize, cross_in: Option<bool>, text: &str) {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         shared.error("bad JSON from server");
         return;
@@ -237,10 +288,15 @@ fn on_text(shared: &Shared, shard: usize, text: &str) {
     match v["type"].as_str().unwrap_or("") {
         "signal" | "OFFER" => match v["payload"]["t"].as_u64() {
             Some(t) => {
-                shared
-                    .latency
-                    .record(shard, shared.epoch.micros().saturating_sub(t));
+                let took = shared.epoch.micros().saturating_sub(t);
+                shared.latency.record(shard, took);
                 shared.received.fetch_add(1, Ordering::Relaxed);
+                if let (Some(cross), Some(h)) = (cross_in, &shared.by_class) {
+                    h[usize::from(cross)].record(shard, took);
+                    if cross {
+                        shared.received_cross.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
             None => shared.error("signal without our stamp"),
         },
@@ -270,7 +326,12 @@ async fn run_peer(
                 if let Some(to) = &plan.target {
                     let text = signal_text(shared.protocol, to, seq, shared.epoch.micros(), &pad);
                     match sink.send(Message::text(text)).await {
-                        Ok(()) => { shared.sent.fetch_add(1, Ordering::Relaxed); }
+                        Ok(()) => {
+                            shared.sent.fetch_add(1, Ordering::Relaxed);
+                            if plan.cross_out {
+                                shared.sent_cross.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         Err(e) => {
                             shared.error(format!("send: {}", short(&e.to_string())));
                             sending = false;
@@ -284,7 +345,7 @@ async fn run_peer(
                 }
             }
             m = stream.next() => match m {
-                Some(Ok(Message::Text(t))) => on_text(&shared, shard, &t),
+                Some(Ok(Message::Text(t))) => on_text(&shared, shard, plan.cross_in, &t),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => { shared.error(format!("recv: {}", short(&e.to_string()))); break; }
                 None => { shared.error("closed by server"); break; }
@@ -297,26 +358,45 @@ async fn run_peer(
     let _ = sink.close().await;
 }
 
-/// A joined peer: its index, its connection, and whom it signals (`None`
-/// when it is alone in its room).
-type Member = (u32, Ws, Option<String>);
+/// A joined peer.
+struct Member {
+    /// Its index.
+    i: u32,
+    ws: Ws,
+    /// Whom it signals (`None` when it is alone in its room).
+    target: Option<String>,
+    /// Whether that one was assigned another URL.
+    cross_out: bool,
+    /// With several URLs: whether the peer that signals this one was.
+    cross_in: Option<bool>,
+}
 
 pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
     check(&args)?;
     let mut report = SignalingReport {
         protocol: format!("{:?}", args.protocol).to_lowercase(),
-        url: args.url.clone(),
+        url: args.url.join(","),
         peers: args.peers,
         room_size: args.room_size,
         rate: args.rate,
         duration_s: args.duration,
         open_files_limit: stats::raise_nofile_limit(),
+        cluster: (args.url.len() > 1).then(|| ClusterFigures::new(&args)),
         ..SignalingReport::default()
     };
-    let before = stats::sample(args.server_pid);
+    // The nodes' pids in --url order, then Redis's.
+    let pids: Vec<u32> = args
+        .server_pid
+        .iter()
+        .copied()
+        .chain(args.redis_pid)
+        .collect();
+    let sample_all =
+        || -> Vec<Option<ProcSample>> { pids.iter().map(|&p| stats::sample(Some(p))).collect() };
+    let before = sample_all();
     let members = join_all(&args, &mut report).await;
-    let joined_sample = stats::sample(args.server_pid);
-    let (shared, traffic, cost) = exchange(&args, members, &mut report, joined_sample).await;
+    let joined = sample_all();
+    let (shared, traffic, cost) = exchange(&args, &pids, members, &mut report, &joined).await;
     report.messages_sent = shared.sent.load(Ordering::Relaxed);
     report.messages_received = shared.received.load(Ordering::Relaxed);
     report.lost = report
@@ -330,16 +410,35 @@ pub async fn run(args: SignalingArgs) -> Result<SignalingReport> {
         }
     }
     report.interference = cost.interference;
-    if let (Some(pid), Some(b), Some(after)) = (args.server_pid, before, cost.server_after) {
-        report.server = Some(SignalingServer {
-            pid,
-            rss_before_kib: b.rss_kib,
-            rss_joined_kib: joined_sample.map_or(0, |s| s.rss_kib),
-            rss_max_kib: traffic.rss_max_kib.max(after.rss_kib),
-            peak_rss_kib: after.hwm_kib,
-            cpu_seconds: cost.server_cpu,
-            cpu_us_per_message: cost.server_cpu * 1e6 / report.messages_received.max(1) as f64,
-        });
+    let mut measured: Vec<Option<Measured>> = (0..pids.len())
+        .map(|k| {
+            nodes::measured(
+                pids[k],
+                before[k],
+                joined[k],
+                &cost.procs[k],
+                cost.seconds,
+                report.messages_received,
+            )
+        })
+        .collect();
+    if args.redis_pid.is_some() {
+        report.redis = measured.pop().flatten();
+    }
+    match &mut report.cluster {
+        None => report.server = measured.pop().flatten().map(|m| m.server),
+        Some(c) => {
+            c.signals_planned_cross = traffic.planned_cross;
+            c.signals_sent_cross = shared.sent_cross.load(Ordering::Relaxed);
+            c.signals_received_cross = shared.received_cross.load(Ordering::Relaxed);
+            if let Some([same, cross]) = &shared.by_class {
+                c.same_node_latency = same.merged().summary();
+                c.cross_node_latency = cross.merged().summary();
+            }
+            for (node, m) in c.nodes.iter_mut().zip(measured) {
+                node.server = m;
+            }
+        }
     }
     Ok(report)
 }
@@ -354,24 +453,40 @@ fn check(args: &SignalingArgs) -> Result<()> {
     if !(args.timeout > 0.0 && args.timeout <= 120.0 && (0.0..=60.0).contains(&args.drain)) {
         bail!("--timeout must be in (0, 120] and --drain in [0, 60] seconds");
     }
-    if !args.url.starts_with("ws://") {
+    if args.url.is_empty() || !args.url.iter().all(|u| u.starts_with("ws://")) {
         bail!("--url must be a ws:// URL");
+    }
+    if args.url.len() > 1 && args.protocol != Protocol::Natbridge {
+        bail!("several --url need --protocol natbridge (the nodes of a natbridge cluster)");
+    }
+    if args.url.len() > 64 {
+        bail!("at most 64 --url");
+    }
+    if !args.server_pid.is_empty() && args.server_pid.len() != args.url.len() {
+        bail!(
+            "--server-pid: give one per --url, in the same order ({} URLs, {} pids)",
+            args.url.len(),
+            args.server_pid.len()
+        );
     }
     Ok(())
 }
 
-/// Joins every peer, a bounded number at a time, and pairs each with the
-/// next member of its room.
+/// Joins every peer, a bounded number at a time, each at the URL it is
+/// assigned, and pairs each with the next member of its room.
 async fn join_all(args: &SignalingArgs, report: &mut SignalingReport) -> Vec<Member> {
     let run = run_id();
     let timeout = Duration::from_secs_f64(args.timeout);
+    let n_urls = args.url.len() as u32;
+    let node = |i: u32| node_of(args.spread, i, args.room_size, n_urls);
     let join_start = Instant::now();
     let joins: Vec<JoinResult> = futures_util::stream::iter(0..args.peers)
         .map(|i| {
             let room = format!("bench-{run}-{}", i / args.room_size);
             let pid = format!("b{run}x{i}");
+            let url = &args.url[node(i) as usize];
             async move {
-                let r = match tokio::time::timeout(timeout, join(args, &room, &pid)).await {
+                let r = match tokio::time::timeout(timeout, join(args, url, &room, &pid)).await {
                     Ok(r) => r,
                     Err(_) => Err("join: timeout".to_string()),
                 };
@@ -385,6 +500,10 @@ async fn join_all(args: &SignalingArgs, report: &mut SignalingReport) -> Vec<Mem
     let mut join_hist = Histogram::new();
     let mut rooms: BTreeMap<u32, Vec<(u32, String, Ws)>> = BTreeMap::new();
     for (i, r) in joins {
+        let at = report
+            .cluster
+            .as_mut()
+            .map(|c| &mut c.nodes[node(i) as usize]);
         match r {
             Ok((id, ws, took)) => {
                 join_hist.record_duration(took);
@@ -392,23 +511,36 @@ async fn join_all(args: &SignalingArgs, report: &mut SignalingReport) -> Vec<Mem
                     .entry(i / args.room_size)
                     .or_default()
                     .push((i, id, ws));
+                if let Some(at) = at {
+                    at.joined += 1;
+                }
             }
             Err(e) => {
                 report.join_failures += 1;
                 *report.errors.entry(e).or_default() += 1;
+                if let Some(at) = at {
+                    at.join_failures += 1;
+                }
             }
         }
     }
     report.joined = join_hist.count();
     report.join_latency = join_hist.summary();
+    let several = n_urls > 1;
     let mut members = Vec::new();
     for (_, mut list) in rooms {
         list.sort_by_key(|(i, _, _)| *i);
-        let ids: Vec<String> = list.iter().map(|(_, id, _)| id.clone()).collect();
+        let ids: Vec<(u32, String)> = list.iter().map(|(i, id, _)| (*i, id.clone())).collect();
         let n = ids.len();
         for (k, (i, _, ws)) in list.into_iter().enumerate() {
-            let target = (n > 1).then(|| ids[(k + 1) % n].clone());
-            members.push((i, ws, target));
+            let (next, prev) = (&ids[(k + 1) % n], &ids[(k + n - 1) % n]);
+            members.push(Member {
+                i,
+                ws,
+                target: (n > 1).then(|| next.1.clone()),
+                cross_out: n > 1 && node(next.0) != node(i),
+                cross_in: several.then(|| n > 1 && node(prev.0) != node(i)),
+            });
         }
     }
     members
@@ -417,38 +549,35 @@ async fn join_all(args: &SignalingArgs, report: &mut SignalingReport) -> Vec<Mem
 /// How the exchange went, besides what `Shared` counted.
 struct Exchange {
     seconds: f64,
-    rss_max_kib: u64,
+    /// Planned signals whose target was assigned another URL.
+    planned_cross: u64,
 }
 
 /// Sends the planned signals, spread evenly over the senders and the
-/// duration, sampling the server meanwhile; then waits for the last ones
-/// (until all arrived or --drain passes). The cost window ends there, before
-/// the peers leave.
+/// duration, sampling the watched processes (`pids`) meanwhile; then waits
+/// for the last ones (until all arrived or --drain passes). The cost window
+/// ends there, before the peers leave.
 async fn exchange(
     args: &SignalingArgs,
+    pids: &[u32],
     members: Vec<Member>,
     report: &mut SignalingReport,
-    joined_sample: Option<stats::ProcSample>,
-) -> (Arc<Shared>, Exchange, WindowCost) {
-    let senders = members.iter().filter(|m| m.2.is_some()).count() as u64;
+    joined: &[Option<ProcSample>],
+) -> (Arc<Shared>, Exchange, ProcsCost) {
+    let senders = members.iter().filter(|m| m.target.is_some()).count() as u64;
     let total = (args.rate * args.duration).round() as u64;
-    let shared = Arc::new(Shared {
-        epoch: Epoch(Instant::now()),
-        protocol: args.protocol,
-        latency: SharedHistogram::default(),
-        sent: AtomicU64::new(0),
-        received: AtomicU64::new(0),
-        errors: Mutex::new(BTreeMap::new()),
-    });
+    let shared = Arc::new(Shared::new(args.protocol, args.url.len() > 1));
     let pad: Arc<str> = "x".repeat(args.payload as usize).into();
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now() + Duration::from_millis(100);
     let deadline = start + Duration::from_secs_f64(args.duration * 2.0 + 1.0);
-    let window = CostWindow::open(args.server_pid);
+    let floor: Vec<u64> = joined.iter().map(|s| s.map_or(0, |s| s.rss_kib)).collect();
+    let mut window = ProcWindow::open(pids, &floor);
     let mut tasks = Vec::new();
+    let mut planned_cross = 0;
     let mut k = 0u64;
-    for (i, ws, target) in members {
-        let count = if target.is_some() && senders > 0 {
+    for m in members {
+        let count = if m.target.is_some() && senders > 0 {
             let c = total / senders + u64::from(k < total % senders);
             k += 1;
             c
@@ -456,25 +585,29 @@ async fn exchange(
             0
         };
         report.messages_planned += count;
+        if m.cross_out {
+            planned_cross += count;
+        }
         let period = Duration::from_secs_f64(args.duration / count.max(1) as f64);
         let offset = period.mul_f64((k as f64 / senders.max(1) as f64).fract());
         let plan = Plan {
-            target,
+            target: m.target,
+            cross_out: m.cross_out,
+            cross_in: m.cross_in,
             count,
             first: start + offset,
             period,
             deadline,
         };
         tasks.push(tokio::spawn(run_peer(
-            i as usize,
-            ws,
+            m.i as usize,
+            m.ws,
             plan,
             shared.clone(),
             pad.clone(),
             stop_rx.clone(),
         )));
     }
-    let mut rss_max_kib = joined_sample.map_or(0, |s| s.rss_kib);
     let send_end = start + Duration::from_secs_f64(args.duration);
     let drain_end = send_end + Duration::from_secs_f64(args.drain);
     loop {
@@ -485,9 +618,7 @@ async fn exchange(
         if now >= deadline || (now >= send_end && (all_in || now >= drain_end)) {
             break;
         }
-        if let Some(s) = stats::sample(args.server_pid) {
-            rss_max_kib = rss_max_kib.max(s.rss_kib);
-        }
+        window.sample();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -500,7 +631,7 @@ async fn exchange(
         shared,
         Exchange {
             seconds,
-            rss_max_kib,
+            planned_cross,
         },
         cost,
     )
@@ -534,6 +665,12 @@ pub fn print(r: &SignalingReport) {
             s.cpu_us_per_message
         );
     }
+    if let Some(c) = &r.cluster {
+        nodes::print(c);
+    }
+    if let Some(m) = &r.redis {
+        nodes::print_redis(m);
+    }
     if let Some(i) = &r.interference {
         println!(
             "machine: load generator {:.2} CPU s; everything else {:.2} CPU s, steal {:.2} s",
@@ -559,24 +696,60 @@ mod tests {
             let t = signal_text(p, "abc", 3, 42, "xx");
             let v: Value = serde_json::from_str(&t).unwrap();
             assert_eq!(v["payload"]["t"], 42);
-            let shared = Shared {
-                epoch: Epoch(Instant::now()),
-                protocol: p,
-                latency: SharedHistogram::default(),
-                sent: AtomicU64::new(0),
-                received: AtomicU64::new(0),
-                errors: Mutex::new(BTreeMap::new()),
-            };
+            let shared = Shared::new(p, false);
             let relayed = t
                 .replace("\"to\"", "\"from\"")
                 .replace("\"dst\"", "\"src\"");
-            on_text(&shared, 0, &relayed);
+            on_text(&shared, 0, None, &relayed);
             assert_eq!(shared.received.load(Ordering::Relaxed), 1);
-            on_text(&shared, 0, r#"{"type":"error","code":"rate_limited"}"#);
+            on_text(
+                &shared,
+                0,
+                None,
+                r#"{"type":"error","code":"rate_limited"}"#,
+            );
             assert_eq!(
                 shared.errors.lock().unwrap().get("error rate_limited"),
                 Some(&1)
             );
         }
+    }
+    #[test]
+    fn signals_are_timed_by_class_with_several_urls() {
+        let shared = Shared::new(Protocol::Natbridge, true);
+        let relayed = signal_text(Protocol::Natbridge, "x", 0, 0, "").replace("\"to\"", "\"from\"");
+        on_text(&shared, 0, Some(true), &relayed);
+        on_text(&shared, 1, Some(true), &relayed);
+        on_text(&shared, 2, Some(false), &relayed);
+        assert_eq!(shared.received.load(Ordering::Relaxed), 3);
+        assert_eq!(shared.received_cross.load(Ordering::Relaxed), 2);
+        let [same, cross] = shared.by_class.as_ref().unwrap();
+        assert_eq!(same.merged().count(), 1);
+        assert_eq!(cross.merged().count(), 2);
+    }
+
+    #[test]
+    fn urls_repeat_or_come_as_a_comma_list() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: SignalingArgs,
+        }
+        let parse = |v: &[&str]| Cli::try_parse_from(v.iter().copied()).map(|c| c.args);
+        let one = parse(&["x", "--url", "ws://a/ws", "--server-pid", "7"]).unwrap();
+        assert_eq!(one.url, ["ws://a/ws"]);
+        assert_eq!(one.server_pid, [7]);
+        check(&one).unwrap();
+        let two = parse(&["x", "--url", "ws://a/ws", "--url", "ws://b/ws"]).unwrap();
+        let list = parse(&["x", "--url", "ws://a/ws,ws://b/ws", "--server-pid", "1,2"]).unwrap();
+        assert_eq!(two.url, list.url);
+        assert_eq!(list.server_pid, [1, 2]);
+        check(&list).unwrap();
+        let short = parse(&["x", "--url", "ws://a/ws,ws://b/ws", "--server-pid", "1"]).unwrap();
+        assert!(check(&short).is_err());
+        let peerjs = parse(&["x", "--url", "ws://a/p,ws://b/p", "--protocol", "peerjs"]).unwrap();
+        assert!(check(&peerjs).is_err());
+        assert!(parse(&["x"]).is_err());
     }
 }
