@@ -5,8 +5,9 @@
 
 use serde::Serialize;
 
+use super::SignalingArgs;
+use super::report::SignalingServer;
 use super::spread::{Spread, node_of};
-use super::{SignalingArgs, SignalingServer};
 use crate::bench::procs::ProcCost;
 use crate::bench::stats::{Latency, ProcSample};
 
