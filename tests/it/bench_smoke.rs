@@ -1,6 +1,7 @@
 //! A few seconds of each load tool against the real daemon, so that they
 //! cannot rot: `natbridge bench turn` (UDP channels, UDP Send indications,
-//! TCP, allocate-only) and `natbridge bench signaling`. Not a benchmark: the
+//! TCP, allocate-only) and `natbridge bench signaling`, on one node and on
+//! two cluster nodes sharing a private Redis. Not a benchmark: the
 //! rates are tiny, and the assertions are that the JSON reports parse and
 //! show traffic with nothing lost.
 
@@ -167,4 +168,64 @@ async fn bench_signaling_relays_without_loss() {
         r["server"]["rss_joined_kib"].as_u64().unwrap_or(0) > 0,
         "{r}"
     );
+}
+
+/// Two cluster nodes, peers spread over both: some signals cross nodes, all
+/// arrive, and each node and Redis are measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_signaling_spreads_peers_over_cluster_nodes() {
+    let redis = RedisServer::start();
+    let a = crate::cluster::node(&redis, "").await;
+    let b = crate::cluster::node(&redis, "").await;
+    crate::cluster::wait_nodes(&[&a, &b], 2.0).await;
+    let urls = format!("ws://{}/ws,ws://{}/ws", a.http, b.http);
+    let pids = format!("{},{}", a.pid(), b.pid());
+    let redis_pid = redis.pid().to_string();
+    let r = tokio::task::spawn_blocking(move || {
+        bench(&[
+            "signaling",
+            "--url",
+            &urls,
+            "--peers",
+            "8",
+            "--room-size",
+            "4",
+            "--rate",
+            "40",
+            "--duration",
+            "2",
+            "--drain",
+            "3",
+            "--server-pid",
+            &pids,
+            "--redis-pid",
+            &redis_pid,
+        ])
+    })
+    .await
+    .expect("bench thread");
+    assert_eq!(r["joined"], 8, "{r}");
+    assert_eq!(r["messages_sent"], 80, "{r}");
+    assert_eq!(r["messages_received"], 80, "{r}");
+    assert_eq!(r["errors"], serde_json::json!({}), "{r}");
+    let c = &r["cluster"];
+    // Rooms of 4 in blocks of 2 per node: 2 of each room's 4 signals cross.
+    assert_eq!(c["signals_planned_cross"], 40, "{r}");
+    assert_eq!(c["signals_sent_cross"], 40, "{r}");
+    assert_eq!(c["signals_received_cross"], 40, "{r}");
+    assert_eq!(c["cross_node_latency"]["samples"], 40, "{r}");
+    assert_eq!(c["same_node_latency"]["samples"], 40, "{r}");
+    for n in c["nodes"].as_array().expect("nodes") {
+        assert_eq!(n["peers"], 4, "{r}");
+        assert_eq!(n["joined"], 4, "{r}");
+        assert!(
+            n["server"]["rss_joined_kib"].as_u64().unwrap_or(0) > 0,
+            "{r}"
+        );
+    }
+    assert!(
+        r["redis"]["cpu_seconds"].as_f64().unwrap_or(-1.0) >= 0.0,
+        "{r}"
+    );
+    assert!(r["server"].is_null(), "{r}");
 }

@@ -14,7 +14,7 @@ const GRACE: u64 = 3;
 const HEARTBEAT_MS: u64 = 200;
 const NODE_TIMEOUT_MS: u64 = 1000;
 
-async fn node(redis: &RedisServer, extra: &str) -> Daemon {
+pub(crate) async fn node(redis: &RedisServer, extra: &str) -> Daemon {
     node_with(redis, extra, Config::allow_loopback()).await
 }
 
@@ -49,7 +49,7 @@ async fn wait_ready(d: &Daemon) {
 }
 
 /// Waits until every node sees `n` live nodes.
-async fn wait_nodes(nodes: &[&Daemon], n: f64) {
+pub(crate) async fn wait_nodes(nodes: &[&Daemon], n: f64) {
     for d in nodes {
         wait_until(
             Duration::from_secs(15),

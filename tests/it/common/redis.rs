@@ -116,6 +116,11 @@ impl RedisServer {
         ]
     }
 
+    /// Its process id (0 while it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Whether it answers PING.
     pub fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) else {
