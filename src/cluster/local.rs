@@ -165,6 +165,15 @@ impl LocalView {
         true
     }
 
+    /// An operator removed the peer: its connection here (if any) is told
+    /// `bye kicked` and closed.
+    pub fn kick(&mut self, id: &str) {
+        if let Some(conn) = self.peers.get(id).and_then(|p| p.conn.as_ref()) {
+            crate::signal::rooms::kick_connection(conn);
+        }
+        self.drop_peer(id);
+    }
+
     /// Hands a room event to this node's members of the room.
     pub fn deliver(&mut self, ev: &Event) {
         let Some(room) = ev.room() else {

@@ -407,6 +407,38 @@ impl Cluster {
         }
     }
 
+    /// An operator removes a peer of `room`, wherever it is connected: its
+    /// node tells it `bye kicked`, the room hears `peer.left kicked`, and
+    /// its credential is revoked on every node. False when there is none.
+    pub async fn kick(&self, room: &str, peer: &str) -> redis::RedisResult<bool> {
+        if !plausible_id(peer) {
+            return Ok(false);
+        }
+        let in_room: Option<String> = redis::cmd("HGET")
+            .arg(self.key(&format!("peer:{peer}")))
+            .arg("room")
+            .query_async(&mut self.con())
+            .await?;
+        if in_room.as_deref() != Some(room) {
+            return Ok(false);
+        }
+        let removed: i64 = scripts::LEAVE
+            .arg(&self.prefix)
+            .arg(peer)
+            .arg("")
+            .arg("")
+            .arg("kicked")
+            .arg(self.revoke_until())
+            .invoke_async(&mut self.con())
+            .await?;
+        if removed == 1 {
+            // At once here; the other nodes act on the event.
+            self.local().kick(peer);
+            (self.revoke)(&turn_user(room, peer));
+        }
+        Ok(removed == 1)
+    }
+
     /// Every room of the cluster with its peer count, by name.
     pub async fn rooms(&self) -> redis::RedisResult<Vec<RoomInfo>> {
         let mut con = self.con();

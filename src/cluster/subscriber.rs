@@ -83,8 +83,15 @@ fn apply(cluster: &Cluster, ev: &Event) {
         Event::Evict { peer, epoch } => {
             cluster.local().evict(peer, *epoch);
         }
-        Event::Left { user, .. } => {
-            cluster.local().deliver(ev);
+        Event::Left {
+            user, peer, reason, ..
+        } => {
+            let mut local = cluster.local();
+            if reason == "kicked" {
+                local.kick(peer);
+            }
+            local.deliver(ev);
+            drop(local);
             (cluster.revoke)(user);
         }
         Event::Joined { .. } | Event::State { .. } => cluster.local().deliver(ev),

@@ -148,6 +148,34 @@ pub async fn room_peers(
     }
 }
 
+/// `DELETE /api/rooms/{room}/peers/{peer}`: the peer gets `bye kicked`, the
+/// room `peer.left kicked`, and its TURN credential stops working.
+pub async fn kick_peer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((room, peer)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = refuse_admin(&state, &headers) {
+        return r;
+    }
+    match state.signal.rooms.kick(&room, &peer).await {
+        Ok(true) => {
+            tracing::info!(
+                room = %crate::untrusted::Untrusted(&room),
+                peer = %crate::untrusted::Untrusted(&peer),
+                "peer removed through the admin API"
+            );
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => json_error(
+            StatusCode::NOT_FOUND,
+            "unknown_peer",
+            "no such peer in this room",
+        ),
+        Err(_) => cluster_unavailable(),
+    }
+}
+
 fn cluster_unavailable() -> Response {
     json_error(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -93,6 +93,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ice-servers", get(api::ice_servers))
         .route("/api/rooms", get(api::rooms))
         .route("/api/rooms/{room}/peers", get(api::room_peers))
+        .route(
+            "/api/rooms/{room}/peers/{peer}",
+            axum::routing::delete(api::kick_peer),
+        )
         .route("/", get(web::index))
         .route("/r/{room}", get(web::room))
         .route("/trickle", get(web::trickle))

@@ -125,6 +125,15 @@ impl Directory {
         }
     }
 
+    /// Removes a peer of `room` for an operator (see `Registry::kick`);
+    /// false when there is no such peer.
+    pub async fn kick(&self, room: &str, peer: &str) -> Result<bool, Unavailable> {
+        match self {
+            Directory::Local(r) => Ok(r.kick(room, peer)),
+            Directory::Cluster(c) => c.kick(room, peer).await.map_err(|_| Unavailable),
+        }
+    }
+
     /// Every room with its peer count, by name (the cluster's, in cluster
     /// mode).
     pub async fn rooms(&self) -> Result<Vec<RoomInfo>, Unavailable> {

@@ -99,6 +99,8 @@ pub struct Registry {
 pub enum LeftReason {
     Left,
     Timeout,
+    /// Removed through the admin API.
+    Kicked,
 }
 
 impl LeftReason {
@@ -106,6 +108,7 @@ impl LeftReason {
         match self {
             LeftReason::Left => "left",
             LeftReason::Timeout => "timeout",
+            LeftReason::Kicked => "kicked",
         }
     }
 }
@@ -262,6 +265,21 @@ impl Registry {
         true
     }
 
+    /// An operator removes the peer from `room`: its connection (if any) is
+    /// told `bye kicked` and closed, the room hears `peer.left kicked`, and
+    /// its TURN credential is revoked. False when there is no such peer.
+    pub fn kick(&self, room: &str, peer_id: &str) -> bool {
+        let mut inner = self.lock();
+        let Some(peer) = inner.peers.get(peer_id).filter(|p| p.room == room) else {
+            return false;
+        };
+        if let Some(conn) = &peer.conn {
+            kick_connection(conn);
+        }
+        self.remove(&mut inner, peer_id, LeftReason::Kicked);
+        true
+    }
+
     /// The connection went away without `leave`: keep the peer for a resume,
     /// holding the connection's slot. Returns the generation to hand to
     /// `expire` after the grace period, or the slot back when the peer is
@@ -412,6 +430,15 @@ impl Registry {
         let inner = self.lock();
         (inner.rooms.len(), inner.peers.len())
     }
+}
+
+/// Tells a connection it was removed by an operator, and closes it.
+pub(crate) fn kick_connection(conn: &Connection) {
+    let bye = super::protocol::bye("kicked", None).to_string();
+    conn.outbox.push_final(Outbound::Text(bye));
+    conn.outbox
+        .push_final(Outbound::Close(1000, "kicked".into()));
+    conn.outbox.kill();
 }
 
 /// The answer to a sender whose signal did not fit the target's queue (the

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::http::{http_get, metric};
+use crate::common::http::{http_get, http_request, metric};
 use crate::common::ws::{WsClient, code_of, type_of, wait_http};
 use crate::common::*;
 
@@ -452,7 +452,7 @@ async fn a_node_taken_for_dead_while_alive_puts_its_peers_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_rooms_api_lists_the_cluster_and_a_takeover_crosses_nodes() {
+async fn the_rooms_api_lists_the_cluster_and_takeover_and_kick_cross_nodes() {
     const ADMIN: &str = "cluster-admin-token-0123";
     let redis = RedisServer::start();
     let extra = format!("admin_token = \"{ADMIN}\"\n[signaling]\nresume_grace = {GRACE}\n");
@@ -500,7 +500,30 @@ async fn the_rooms_api_lists_the_cluster_and_a_takeover_crosses_nodes() {
             .any(|m| type_of(m) == "bye" && m["reason"] == json!("replaced")),
         "the old connection on A is told it was replaced: {msgs:?}"
     );
-    signal(&mut bob, &ja.peer_id, json!({"to": "the new connection"})).await;
+    // An operator on node A removes Bob, who is connected to node B.
+    let kick = http_request(
+        a.http,
+        "DELETE",
+        &format!("/api/rooms/one/peers/{}", jb.peer_id),
+        &auth,
+    )
+    .await;
+    assert_eq!(kick.status, 204, "{kick:?}");
+    let (msgs, _) = bob.expect_closed(Duration::from_secs(5)).await;
+    assert!(
+        msgs.iter()
+            .any(|m| type_of(m) == "bye" && m["reason"] == json!("kicked")),
+        "Bob's node tells him: {msgs:?}"
+    );
+    let left = alice2
+        .wait_for("peer.left kicked", Duration::from_secs(5), |m| {
+            type_of(m) == "peer.left"
+        })
+        .await;
+    assert_eq!(left["reason"], json!("kicked"));
+    let mut bob2 = WsClient::connect(b.http, "bob2@B").await;
+    bob2.join("one", "Bob again").await;
+    signal(&mut bob2, &ja.peer_id, json!({"to": "the new connection"})).await;
     assert_eq!(
         next_signal(&mut alice2).await["payload"],
         json!({"to": "the new connection"})

@@ -7,6 +7,7 @@ use crate::common::http::*;
 use crate::common::ws::*;
 use crate::common::*;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
 
@@ -380,4 +381,62 @@ async fn unknown_paths_get_json_errors() {
         (400..500).contains(&r.status),
         "GET /ws without upgrade: {r:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_kicks_a_peer_it_is_closed_and_its_credential_dies() {
+    let daemon = start_with_http(Config {
+        extra_toml: format!("admin_token = \"{ADMIN}\"\n"),
+        ..Config::allow_loopback()
+    })
+    .await;
+    let http = daemon.http;
+    let bearer = format!("Bearer {ADMIN}");
+    let auth = [("Authorization", bearer.as_str())];
+    let mut a = WsClient::connect(http, "A").await;
+    let ja = a.join("r1", "Ada").await;
+    let mut b = WsClient::connect(http, "B").await;
+    b.join("r1", "Bob").await;
+    let mut turn = UdpClient::new(daemon.addr)
+        .await
+        .with_creds(Creds::valid(&format!("r1/{}", ja.peer_id)));
+    turn.allocate_ok().await;
+
+    let path = format!("/api/rooms/r1/peers/{}", ja.peer_id);
+    http_request(http, "DELETE", &path, &[])
+        .await
+        .assert_error(401, "unauthorized");
+    http_request(http, "DELETE", "/api/rooms/r2/peers/nobody", &auth)
+        .await
+        .assert_error(404, "unknown_peer");
+    let r = http_request(http, "DELETE", &path, &auth).await;
+    assert_eq!(r.status, 204, "{r:?}");
+
+    let (msgs, _) = a.expect_closed(Duration::from_secs(5)).await;
+    assert!(
+        msgs.iter()
+            .any(|m| m["type"] == "bye" && m["reason"] == "kicked"),
+        "the kicked client is told why: {msgs:?}"
+    );
+    let left = b
+        .wait_for("peer.left", Duration::from_secs(5), |m| {
+            m["type"] == "peer.left"
+        })
+        .await;
+    assert_eq!(left["peerId"], json!(ja.peer_id));
+    assert_eq!(left["reason"], json!("kicked"));
+    let gone = poll_for(Duration::from_secs(5), async || {
+        let r = turn.refresh(None).await;
+        (!is_success(&r)).then_some(r)
+    })
+    .await
+    .expect("the kicked peer's allocation is released");
+    assert!(
+        matches!(error_code(&gone), Some(401) | Some(437)),
+        "{}",
+        describe(&gone)
+    );
+    http_request(http, "DELETE", &path, &auth)
+        .await
+        .assert_error(404, "unknown_peer");
 }

@@ -15,7 +15,10 @@ const SUBPROTOCOL = 'natbridge.v1';
 const BACKOFF_MS = [250, 1000, 2000, 4000, 8000];
 const REQUEST_TIMEOUT_MS = 10000;
 // Bye reasons after which reconnecting would only repeat the failure.
-const FINAL_BYE = new Set(['replaced']);
+const FINAL_BYE = new Map([
+  ['replaced', 'this call was taken over by another tab or device'],
+  ['kicked', 'the server\'s operator removed you from this room'],
+]);
 // Errors on join that a retry cannot fix.
 const FINAL_JOIN_ERRORS = new Set([
   'room_full', 'room_invalid', 'name_invalid', 'token_required', 'token_invalid',
@@ -238,7 +241,7 @@ export class Signaling extends Emitter {
     this.byeReason = null;
     if (this.stopped) return;
     if (bye && FINAL_BYE.has(bye.reason)) {
-      this.#fail(new SignalingError(bye.reason, 'this call was taken over by another tab or device'));
+      this.#fail(new SignalingError(bye.reason, FINAL_BYE.get(bye.reason)));
       return;
     }
     if (this.joinWaiter && !this.peerId) {

@@ -306,3 +306,26 @@ fn leaving_revokes_and_only_the_attached_connection_may_leave() {
     assert_eq!(got[0]["reason"], json!("left"));
     assert_eq!(*h.revoked.lock().unwrap(), [turn_user("r", &a.peer_id)]);
 }
+
+#[test]
+fn a_kicked_peer_is_told_and_closed_the_room_told_and_its_user_revoked() {
+    let mut h = Harness::new();
+    let (a, mut ca) = h.join("r", "alice");
+    let (_b, mut cb) = h.join("r", "bob");
+    ca.drain();
+    assert!(
+        !h.registry.kick("other-room", &a.peer_id),
+        "room must match"
+    );
+    assert!(!h.registry.kick("r", "nobody"));
+    assert!(h.registry.kick("r", &a.peer_id));
+    let got = ca.drain();
+    assert_eq!(types(&got), ["bye"]);
+    assert_eq!(got[0]["reason"], json!("kicked"));
+    let left = cb.drain();
+    assert_eq!(types(&left), ["peer.left"]);
+    assert_eq!(left[0]["reason"], json!("kicked"));
+    assert_eq!(*h.revoked.lock().unwrap(), [turn_user("r", &a.peer_id)]);
+    assert_eq!(h.registry.counts(), (1, 1));
+    assert!(!h.registry.kick("r", &a.peer_id), "gone already");
+}
