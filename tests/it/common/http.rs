@@ -59,11 +59,21 @@ impl HttpResponse {
 
 /// `GET path` with extra headers, over a fresh connection (`Connection: close`).
 pub async fn http_get(http: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_request(http, "GET", path, headers).await
+}
+
+/// `method path` (no body) with extra headers, over a fresh connection.
+pub async fn http_request(
+    http: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let s = tokio::time::timeout(ARRIVE, TcpStream::connect(http))
         .await
         .unwrap_or_else(|_| panic!("connect to HTTP listener {http}: no answer within {ARRIVE:?}"))
         .unwrap_or_else(|e| panic!("connect to HTTP listener {http}: {e}"));
-    request_over(s, &http.to_string(), path, headers).await
+    request_over(s, &http.to_string(), method, path, headers).await
 }
 
 /// `GET path` with `Connection: close` over any stream (TLS included).
@@ -72,7 +82,7 @@ pub async fn get_over<S: AsyncRead + AsyncWrite + Unpin>(
     host: &str,
     path: &str,
 ) -> HttpResponse {
-    request_over(s, host, path, &[]).await
+    request_over(s, host, "GET", path, &[]).await
 }
 
 /// Sends the request and reads to EOF; a TLS peer that closes without
@@ -80,12 +90,13 @@ pub async fn get_over<S: AsyncRead + AsyncWrite + Unpin>(
 async fn request_over<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     host: &str,
+    method: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
     let fut = async {
         let mut req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n"
         );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -110,12 +121,12 @@ async fn request_over<S: AsyncRead + AsyncWrite + Unpin>(
         }
         raw
     };
-    let raw = tokio::time::timeout(ARRIVE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("GET {path} on {host}: no complete response within {ARRIVE:?}"));
+    let raw = tokio::time::timeout(ARRIVE, fut).await.unwrap_or_else(|_| {
+        panic!("{method} {path} on {host}: no complete response within {ARRIVE:?}")
+    });
     parse_http(&raw).unwrap_or_else(|e| {
         panic!(
-            "GET {path}: unparsable HTTP response ({e}): {:?}",
+            "{method} {path}: unparsable HTTP response ({e}): {:?}",
             String::from_utf8_lossy(&raw)
         )
     })
