@@ -190,7 +190,7 @@ impl UsageRecord {
         tracing::info!(
             allocation = self.allocation,
             user = %Untrusted(&self.user),
-            realm = %Untrusted(&self.realm),
+            realm = %self.realm,
             client = %self.client,
             transport = self.transport,
             relays = %self.relays.join(","),
