@@ -79,9 +79,9 @@ pub fn summary(cfg: &Config) -> Vec<Line> {
     lines.push(origins(cfg));
     lines.push(metrics(cfg));
     lines.push(if cfg.http.admin_token.is_empty() {
-        closed("the rooms API (/api/rooms) is off".to_owned())
+        closed("the admin API (/api/rooms, /api/admin/) is off".to_owned())
     } else {
-        closed("the rooms API (/api/rooms) needs http.admin_token".to_owned())
+        closed("the admin API (/api/rooms, /api/admin/) needs http.admin_token".to_owned())
     });
     if is_everyone(&cfg.http.trusted_proxies) {
         lines.push(open(

@@ -8,6 +8,7 @@ use crate::budget::{Over, Pool, QueueKind};
 use crate::signal::SignalContext;
 use crate::turn::Transport;
 use crate::turn::stats::{AuthFailure, Redirect, Stats};
+use crate::turn::usage::{DURATION_BUCKETS, EndReason, EndStats};
 
 struct Out(String);
 
@@ -209,6 +210,7 @@ pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bo
             );
         }
     }
+    allocation_ends(&mut o, &turn.ended);
     let (rooms, peers) = signal.rooms.counts();
     o.single(
         "natbridge_signaling_rooms",
@@ -282,6 +284,36 @@ pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bo
         streams.refused(QueueKind::Send, Over::Queue),
     );
     o.0
+}
+
+/// Ended allocations by reason, and the duration histogram (cumulative
+/// buckets, as Prometheus wants them).
+fn allocation_ends(o: &mut Out, ended: &EndStats) {
+    o.family(
+        "natbridge_turn_allocations_ended_total",
+        "counter",
+        "TURN allocations ended, by reason (expired, deleted, revoked, connection_closed, drained, admin).",
+    );
+    for why in EndReason::ALL {
+        o.sample(
+            "natbridge_turn_allocations_ended_total",
+            &[("reason", why.as_str())],
+            ended.by_reason[why.index()],
+        );
+    }
+    let name = "natbridge_turn_allocation_duration_seconds";
+    o.family(name, "histogram", "How long ended TURN allocations lasted.");
+    let bucket = format!("{name}_bucket");
+    let mut cumulative = 0;
+    for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+        cumulative += ended.buckets[i];
+        o.sample(&bucket, &[("le", &le.to_string())], cumulative);
+    }
+    o.sample(&bucket, &[("le", "+Inf")], ended.count());
+    // The sum in seconds with millisecond precision: not an integer.
+    let ms = ended.duration_sum_ms;
+    let _ = writeln!(o.0, "{name}_sum {}.{:03}", ms / 1000, ms % 1000);
+    o.sample(&format!("{name}_count"), &[], ended.count());
 }
 
 /// Cluster mode's gauges and counters: this node's view, no per-node labels

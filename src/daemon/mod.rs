@@ -15,6 +15,7 @@ use crate::creds::Secrets;
 use crate::http::origin::OwnOrigin;
 use crate::http::proxy::{ForwardHeader, TrustedProxies};
 use crate::http::{AppState, ConnLimits, HttpSettings, ServeContext};
+use crate::net::admin::TurnAdmin;
 use crate::net::coalesce::BatchDelay;
 use crate::net::stats_board::StatsBoard;
 use crate::net::stream::{StreamSettings, reuseport_tcp};
@@ -28,6 +29,7 @@ use crate::signal::{SessionLimits, SignalContext};
 use crate::tls::CertStore;
 use crate::turn::alternates::{AlternateServers, OwnEndpoints};
 use crate::turn::policy::{OwnAddresses, PeerPolicy};
+use crate::turn::usage::UsageHook;
 use crate::turn::{CoreConfig, SharedState};
 
 mod addrs;
@@ -101,6 +103,30 @@ fn apply_alternates(alternates: &AlternateServers, cfg: &Config, relay: RelayAdd
             "alternate servers: Allocate gets 300 naming one of them while draining or full"
         );
     }
+}
+
+/// Receivers of what the daemon reports, installed at start.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    /// Every usage record (an allocation ended), after it is logged; called
+    /// on a TURN worker thread, so it must not block (queue and return).
+    pub usage: Option<UsageHook>,
+}
+
+/// Every listener, as the admin status shows it: "udp 0.0.0.0:3478".
+fn listener_names(cfg: &Config) -> Vec<String> {
+    let t = &cfg.turn;
+    let mut out: Vec<String> = t.listen.iter().map(|a| format!("udp {a}")).collect();
+    if t.tcp {
+        out.extend(t.listen.iter().map(|a| format!("tcp {a}")));
+    }
+    out.extend(t.tls_listen.iter().map(|a| format!("tls {a}")));
+    let http = if cfg.http.tls { "https" } else { "http" };
+    out.push(format!("{http} {}", cfg.http.listen));
+    if let Some(m) = metrics_addr(cfg) {
+        out.push(format!("metrics {m}"));
+    }
+    out
 }
 
 pub fn worker_count(cfg: &Config) -> usize {
@@ -241,6 +267,11 @@ fn trusted_proxies(cfg: &Config) -> TrustedProxies {
 impl Daemon {
     /// Binds every listener and starts the workers.
     pub fn start(cfg: &Config) -> Result<Daemon> {
+        Daemon::start_with(cfg, Hooks::default())
+    }
+
+    /// `start`, with hooks for what the daemon reports (usage records).
+    pub fn start_with(cfg: &Config, hooks: Hooks) -> Result<Daemon> {
         let relay = resolve_relay_addrs(cfg);
         let open_files = crate::net::raise_nofile_limit();
         let needed = descriptors_needed(cfg, relay.v6.is_some());
@@ -316,6 +347,7 @@ impl Daemon {
                     board: board.clone(),
                     streams: stream_settings.clone(),
                     batch_delay: batch_delay.clone(),
+                    usage_hook: hooks.usage.clone(),
                 })
                 .context("cannot start a TURN worker thread")?,
             );
@@ -357,6 +389,10 @@ impl Daemon {
             api_rate: Arc::new(PerIpRate::default()),
             serve: ServeContext::new(conn_limits(cfg), trusted_proxies(cfg)),
             stream_queues: stream_settings.queues.clone(),
+            admin: Some(Arc::new(TurnAdmin::new(
+                workers.iter().map(|w| w.control.clone()).collect(),
+                listener_names(cfg),
+            ))),
         };
         for line in crate::exposure::summary(cfg) {
             match line.level {

@@ -24,6 +24,9 @@ pub async fn serve(cfg: Config, path: Option<PathBuf>, log_reload: LogReload) ->
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut daemon = Daemon::start(&cfg)?;
+    if let Some(admin) = &daemon.http.admin {
+        admin.set_config_path(path.clone());
+    }
     daemon.spawn_http(&cfg).await?;
     if let Some(cluster) = daemon.http.signal.rooms.cluster() {
         cluster.start();

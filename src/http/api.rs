@@ -104,13 +104,13 @@ pub async fn ice_servers(
 }
 
 /// The refusal when the request may not use the rooms API.
-fn refuse_admin(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn refuse_admin(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let api = state.settings();
     if api.admin_token.is_empty() {
         return Some(json_error(
             StatusCode::NOT_FOUND,
             "disabled",
-            "the rooms API is off: set http.admin_token to enable it",
+            "the admin API is off: set http.admin_token to enable it",
         ));
     }
     match bearer(headers) {

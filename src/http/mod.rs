@@ -1,6 +1,7 @@
 //! The HTTP listener: the web demo, the WebSocket endpoint, the REST API and
 //! the health check, all on one port.
 
+mod admin;
 mod api;
 mod metrics;
 pub mod origin;
@@ -15,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use ipnet::IpNet;
 use serde_json::json;
 
@@ -52,6 +53,8 @@ pub struct AppState {
     pub serve: ServeContext,
     /// Bytes queued on TURN TCP/TLS connections, for /metrics.
     pub stream_queues: Arc<crate::budget::Pool>,
+    /// The TURN workers, for the admin API; `None` where there are none.
+    pub admin: Option<Arc<crate::net::admin::TurnAdmin>>,
 }
 
 impl AppState {
@@ -93,10 +96,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ice-servers", get(api::ice_servers))
         .route("/api/rooms", get(api::rooms))
         .route("/api/rooms/{room}/peers", get(api::room_peers))
+        .route("/api/rooms/{room}/peers/{peer}", delete(api::kick_peer))
         .route(
-            "/api/rooms/{room}/peers/{peer}",
-            axum::routing::delete(api::kick_peer),
+            "/api/admin/allocations",
+            get(admin::allocations).delete(admin::disconnect_user),
         )
+        .route("/api/admin/allocations/{id}", delete(admin::disconnect_one))
+        .route("/api/admin/status", get(admin::status))
         .route("/", get(web::index))
         .route("/r/{room}", get(web::room))
         .route("/trickle", get(web::trickle))

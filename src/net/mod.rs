@@ -1,6 +1,7 @@
 //! I/O drivers: thin loops that move bytes between sockets and the sans-IO
 //! TURN core.
 
+pub mod admin;
 pub mod batch;
 pub mod coalesce;
 pub mod framing;

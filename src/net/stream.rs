@@ -220,7 +220,7 @@ where
     {
         let mut st = state.borrow_mut();
         st.streams.remove(&client);
-        st.core.client_closed(client);
+        st.core.client_closed(client, Now::system());
     }
     process_commands(&state);
     // The writer ends once its queue is empty and the sender is gone; a peer

@@ -13,9 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::turn::sessions::{AllocationInfo, Target};
+use crate::turn::usage::UsageHook;
 use crate::turn::{ClientAddr, Command, CoreConfig, Now, RelayId, SharedState, TurnCore};
 
 use super::batch::RecvBatch;
@@ -35,9 +37,22 @@ const STATS_INTERVAL: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub enum Control {
     Reconfigure(Arc<CoreConfig>),
-    RevokeUser { user: String, until_unix: u64 },
+    RevokeUser {
+        user: String,
+        until_unix: u64,
+    },
     Drain,
     Shutdown,
+    /// The admin API's list: this worker's allocations (of one user).
+    Allocations {
+        user: Option<String>,
+        reply: oneshot::Sender<Vec<AllocationInfo>>,
+    },
+    /// The admin API ends allocations; the reply is how many ended here.
+    Disconnect {
+        target: Target,
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// A running worker thread and the channel that controls it.
@@ -64,6 +79,8 @@ pub(super) struct WorkerState {
     /// Receive buffers shared by every UDP socket of the worker: one task
     /// runs at a time, and none holds it across an await.
     pub(super) batch: Rc<RefCell<RecvBatch>>,
+    /// Gets every usage record after it is logged.
+    pub(super) usage_hook: Option<UsageHook>,
 }
 
 pub(super) type State = Rc<RefCell<WorkerState>>;
@@ -80,6 +97,8 @@ pub struct WorkerSetup {
     pub board: StatsBoard,
     pub streams: Arc<StreamSettings>,
     pub batch_delay: BatchDelay,
+    /// Gets every usage record after it is logged; `None`: log only.
+    pub usage_hook: Option<UsageHook>,
 }
 
 /// Starts a worker thread with its own current-thread runtime.
@@ -122,6 +141,7 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
         board,
         streams,
         batch_delay: _,
+        usage_hook,
     } = setup;
     let rng: Box<dyn rand::Rng + Send> = Box::new(
         <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng()),
@@ -150,6 +170,7 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
         relays: HashMap::new(),
         streams: HashMap::new(),
         batch: Rc::new(RefCell::new(RecvBatch::new())),
+        usage_hook,
     }));
     let mut tasks = Vec::new();
     for (i, sock) in socks.into_iter().enumerate() {
@@ -181,17 +202,37 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
         }
     }
     while let Some(msg) = control.recv().await {
-        let mut st = state.borrow_mut();
-        match msg {
-            Control::Reconfigure(cfg) => st.core.reconfigure(cfg),
-            Control::RevokeUser { user, until_unix } => {
-                st.core.revoke_user(&user, until_unix, Now::system());
+        let now = Now::system();
+        // Answers wait until the commands are carried out: usage records
+        // logged, relays closed.
+        let mut answer: Option<(oneshot::Sender<usize>, usize)> = None;
+        let stop = matches!(msg, Control::Shutdown);
+        {
+            let mut st = state.borrow_mut();
+            match msg {
+                Control::Reconfigure(cfg) => st.core.reconfigure(cfg),
+                Control::RevokeUser { user, until_unix } => {
+                    st.core.revoke_user(&user, until_unix, now);
+                }
+                Control::Drain => st.core.set_draining(true),
+                // What the drain left behind still gets its usage record.
+                Control::Shutdown => st.core.shutdown(now),
+                Control::Allocations { user, reply } => {
+                    let _ = reply.send(st.core.sessions(user.as_deref(), now));
+                }
+                Control::Disconnect { target, reply } => {
+                    let ended = st.core.disconnect(&target, now);
+                    answer = Some((reply, ended));
+                }
             }
-            Control::Drain => st.core.set_draining(true),
-            Control::Shutdown => break,
         }
-        drop(st);
         process_commands(&state);
+        if let Some((reply, ended)) = answer {
+            let _ = reply.send(ended);
+        }
+        if stop {
+            break;
+        }
         // The drain (and a reload) waits for counts newer than its request.
         report(&state, &board, index);
     }
@@ -302,6 +343,13 @@ pub(super) fn process_commands(state: &State) {
                 let removed = state.borrow_mut().relays.remove(&relay);
                 if let Some(r) = removed {
                     r.task.abort();
+                }
+            }
+            Command::AllocationEnded(record) => {
+                record.log();
+                let hook = state.borrow().usage_hook.clone();
+                if let Some(hook) = hook {
+                    hook(&record);
                 }
             }
         }

@@ -14,6 +14,7 @@ use super::policy::unmap;
 use super::request::{AllocateRequest, FamilyRequest};
 use super::server::{Answer, BIND_ATTEMPTS};
 use super::stats::Redirect;
+use super::usage::Usage;
 use super::wire::Reply;
 use super::{ClientAddr, Command, Family, Now, RelayId, Transport, TurnCore};
 use crate::untrusted::Untrusted;
@@ -106,6 +107,7 @@ impl TurnCore {
                 even_port: even.is_some(),
                 reservation: None,
             }),
+            usage: Usage::new(now.mono, now.unix),
         };
         if let Err(e) = self.assign_relays(&mut alloc, &wanted, reserved_port, even, now) {
             self.release(&alloc);

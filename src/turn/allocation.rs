@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::usage::Usage;
 use super::{ClientAddr, Family};
 
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -65,6 +66,8 @@ pub struct Allocation {
     pub permissions: Vec<Permission>,
     pub channels: Vec<ChannelBinding>,
     pub pending: Option<PendingAllocate>,
+    /// Traffic and peers, for the usage record and the admin API.
+    pub usage: Usage,
 }
 
 impl Allocation {
@@ -121,6 +124,7 @@ impl Allocation {
             expires,
             relay_only,
         });
+        self.usage.peers = self.usage.peers.saturating_add(1);
         true
     }
 

@@ -11,6 +11,7 @@ pub mod ports;
 pub mod revocations;
 pub mod server;
 pub mod stats;
+pub mod usage;
 pub mod wire;
 
 mod allocate;
@@ -20,6 +21,7 @@ mod relay;
 pub mod request;
 mod requests;
 mod retransmit;
+pub mod sessions;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod sim;
@@ -168,6 +170,8 @@ pub enum Command {
         relay: RelayId,
         addr: SocketAddr,
     },
+    /// An allocation ended: log its usage record and pass it to hooks.
+    AllocationEnded(Box<usage::UsageRecord>),
 }
 
 /// A payload to send from a relay socket to a peer, borrowed from the input.

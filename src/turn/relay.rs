@@ -28,7 +28,7 @@ impl TurnCore {
         let Some(alloc) = self
             .by_client
             .get(&client)
-            .and_then(|id| self.allocations.get(id))
+            .and_then(|id| self.allocations.get_mut(id))
         else {
             self.stats.no_permission_drops += 1;
             return None;
@@ -51,6 +51,8 @@ impl TurnCore {
         let t = client.transport.index();
         self.stats.packets_to_peer[t] += 1;
         self.stats.bytes_to_peer[t] += payload.len() as u64;
+        alloc.usage.traffic.packets_to_peer += 1;
+        alloc.usage.traffic.bytes_to_peer += payload.len() as u64;
         Some(PeerSend {
             relay: RelayId {
                 allocation: alloc.id,
@@ -78,7 +80,7 @@ impl TurnCore {
         };
         let peer = SocketAddr::new(unmap(peer.ip()), peer.port());
         let (start, len) = wire::find_attr(data, ATTR_DATA)?;
-        let alloc = self.allocations.get(&id)?;
+        let alloc = self.allocations.get_mut(&id)?;
         if alloc.relay(Family::of(peer.ip())).is_none() {
             self.stats.send_denied += 1;
             return None;
@@ -96,6 +98,8 @@ impl TurnCore {
         let t = client.transport.index();
         self.stats.packets_to_peer[t] += 1;
         self.stats.bytes_to_peer[t] += len as u64;
+        alloc.usage.traffic.packets_to_peer += 1;
+        alloc.usage.traffic.bytes_to_peer += len as u64;
         Some(PeerSend {
             relay: RelayId {
                 allocation: id,
@@ -120,7 +124,7 @@ impl TurnCore {
         now: Now,
     ) -> Option<ClientSend> {
         let peer = SocketAddr::new(unmap(peer.ip()), peer.port());
-        let alloc = self.allocations.get(&relay.allocation)?;
+        let alloc = self.allocations.get_mut(&relay.allocation)?;
         let Some(perm) = alloc.permission(peer.ip(), now.mono) else {
             self.stats.no_permission_drops += 1;
             return None;
@@ -150,9 +154,13 @@ impl TurnCore {
             let t = client.transport.index();
             self.stats.packets_to_client[t] += 1;
             self.stats.bytes_to_client[t] += len as u64;
+            alloc.usage.traffic.packets_to_client += 1;
+            alloc.usage.traffic.bytes_to_client += len as u64;
             return Some(ClientSend { client, len: total });
         }
         let payload = buf.get(CHANNEL_HEADER_LEN..CHANNEL_HEADER_LEN + len)?;
+        alloc.usage.traffic.packets_to_client += 1;
+        alloc.usage.traffic.bytes_to_client += len as u64;
         let tid = self.random_tid();
         let mut r = Reply::indication_for(METHOD_DATA, tid);
         r.xor_addr(ATTR_XOR_PEER_ADDRESS, peer)

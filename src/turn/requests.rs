@@ -12,6 +12,7 @@ use super::error::*;
 use super::policy::{self, DenyReason, PeerVerdict, unmap};
 use super::request::{ChannelBindRequest, Lifetime, PermissionRequest, RefreshRequest};
 use super::server::Answer;
+use super::usage::EndReason;
 use super::wire::Reply;
 use super::{ClientAddr, Now, TurnCore};
 
@@ -75,7 +76,7 @@ impl TurnCore {
         let granted = match self.granted_lifetime(req.lifetime) {
             None => {
                 tracing::info!(allocation = id, client = %client.addr, "allocation deleted by client");
-                self.remove_allocation(id);
+                self.end_allocation(id, EndReason::Deleted, now);
                 0
             }
             Some(l) => {

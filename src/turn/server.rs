@@ -16,6 +16,7 @@ use super::request::{AllocateRequest, ChannelBindRequest, PermissionRequest, Ref
 use super::retransmit::ResponseCache;
 use super::stats::{AuthFailure, Stats};
 use super::unauth_rate::UnauthRate;
+use super::usage::EndReason;
 use super::wire::{self, DecodeError, PacketKind, Reply};
 use super::{ClientAddr, Command, CoreConfig, Now, PeerSend, SharedState, Transport};
 use crate::untrusted::Untrusted;
@@ -476,10 +477,11 @@ impl TurnCore {
             .collect();
         for id in expired {
             tracing::info!(allocation = id, "allocation expired");
-            self.remove_allocation(id);
+            self.end_allocation(id, EndReason::Expired, now);
         }
         for a in self.allocations.values_mut() {
             a.prune(now.mono);
+            a.usage.sample(now.mono);
         }
         self.cache.expire(now.mono);
         self.expire_reservations(now);
@@ -522,15 +524,15 @@ impl TurnCore {
                 user = %Untrusted(user),
                 "allocation released: credential revoked"
             );
-            self.remove_allocation(id);
+            self.end_allocation(id, EndReason::Revoked, now);
         }
         ids.len()
     }
 
     /// A stream connection closed: its allocation goes with it (RFC 6062 §4.1).
-    pub fn client_closed(&mut self, client: ClientAddr) {
+    pub fn client_closed(&mut self, client: ClientAddr, now: Now) {
         if let Some(&id) = self.by_client.get(&client) {
-            self.remove_allocation(id);
+            self.end_allocation(id, EndReason::ConnectionClosed, now);
         }
     }
 

@@ -243,7 +243,7 @@ impl Sim {
             }
             Op::Closed { client } => {
                 let (_, client) = self.client(*client);
-                self.core.client_closed(client);
+                self.core.client_closed(client, self.now);
             }
             Op::FailBinds { count } => self.fail_binds = *count % 16,
             Op::Draining(on) => self.core.set_draining(*on),

@@ -1,6 +1,8 @@
 //! Counters kept by each core without atomics (a core is owned by one worker);
 //! the daemon sums them across workers for logs, status and metrics.
 
+use super::usage::EndStats;
+
 /// Why an authenticated request was refused with 401: bounded, so it can be a
 /// metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,6 +96,8 @@ pub struct Stats {
     pub bytes_to_peer: [u64; 3],
     pub packets_to_client: [u64; 3],
     pub bytes_to_client: [u64; 3],
+    /// Allocations that ended, by reason, and how long they lasted.
+    pub ended: EndStats,
 }
 
 impl Stats {
@@ -138,5 +142,6 @@ impl Stats {
             self.packets_to_client[i] += o.packets_to_client[i];
             self.bytes_to_client[i] += o.bytes_to_client[i];
         }
+        self.ended.add(&o.ended);
     }
 }

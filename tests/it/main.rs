@@ -9,6 +9,7 @@
 
 mod common;
 
+mod admin_api;
 mod bad_input;
 mod bench_smoke;
 mod cli;

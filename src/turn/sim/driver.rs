@@ -218,6 +218,13 @@ impl Sim {
                         self.gone.push(relay.allocation);
                     }
                 }
+                Command::AllocationEnded(record) => {
+                    // A record for an allocation that is still held would
+                    // bill a session twice.
+                    if self.core.allocations.contains_key(&record.allocation) {
+                        return Err(format!("usage record for live {}", record.allocation));
+                    }
+                }
             }
         }
         Ok(answers)

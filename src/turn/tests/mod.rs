@@ -21,6 +21,7 @@ mod alternates;
 mod hostile;
 mod properties;
 mod relaying;
+mod usage;
 
 use crate::creds::{Secrets, password};
 
@@ -35,6 +36,8 @@ struct Harness {
     /// Only binds of this family fail on `busy_ports`, when set.
     busy_family: Option<Family>,
     bound: Vec<(RelayId, SocketAddr)>,
+    /// Usage records of ended allocations, in order.
+    ended: Vec<crate::turn::usage::UsageRecord>,
 }
 
 fn config(edit: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
@@ -87,6 +90,7 @@ impl Harness {
             busy_ports: Vec::new(),
             busy_family: None,
             bound: Vec::new(),
+            ended: Vec::new(),
         }
     }
 
@@ -113,6 +117,7 @@ impl Harness {
                     self.core.relay_bound(relay, ok, self.now);
                 }
                 Command::CloseRelay { relay, .. } => self.bound.retain(|(r, _)| *r != relay),
+                Command::AllocationEnded(record) => self.ended.push(*record),
             }
         }
         out

@@ -213,7 +213,7 @@ fn channel_data_over_streams_is_padded() {
     assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
     let back = peer_packet(&mut h, relay, "8.8.8.8:1", b"xyzzy").unwrap();
     assert_eq!(back.len(), 12);
-    h.core.client_closed(c);
+    h.core.client_closed(c, h.now);
     assert_eq!(h.core.allocation_count(), 0);
     assert!(h.bound.is_empty() || h.drive().is_empty());
 }

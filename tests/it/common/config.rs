@@ -34,6 +34,8 @@ pub struct Config {
     pub deny: Vec<String>,
     pub allow_lan: bool,
     pub log_level: String,
+    /// `log.format`: "text" (the default here) or "json".
+    pub log_format: String,
     /// The HTTP (signaling) listen address; `None` = a free 127.0.0.1 port
     /// picked at start.
     pub http: Option<SocketAddr>,
@@ -82,6 +84,7 @@ impl Default for Config {
             deny: Vec::new(),
             allow_lan: false,
             log_level: "debug".to_string(),
+            log_format: "text".to_string(),
             http: None,
             extra_toml: String::new(),
             tcp: None,
@@ -182,7 +185,7 @@ impl Config {
         let _ = writeln!(w, "allow_lan = {}", self.allow_lan);
         let _ = writeln!(w, "\n[log]");
         let _ = writeln!(w, "level = {:?}", self.log_level);
-        let _ = writeln!(w, "format = \"text\"");
+        let _ = writeln!(w, "format = {:?}", self.log_format);
         if let Some(http) = self.http {
             let _ = writeln!(w, "\n[http]");
             let _ = writeln!(w, "listen = \"{http}\"");

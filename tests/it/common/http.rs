@@ -121,12 +121,12 @@ async fn request_over<S: AsyncRead + AsyncWrite + Unpin>(
         }
         raw
     };
-    let raw = tokio::time::timeout(ARRIVE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("GET {path} on {host}: no complete response within {ARRIVE:?}"));
+    let raw = tokio::time::timeout(ARRIVE, fut).await.unwrap_or_else(|_| {
+        panic!("{method} {path} on {host}: no complete response within {ARRIVE:?}")
+    });
     parse_http(&raw).unwrap_or_else(|e| {
         panic!(
-            "GET {path}: unparsable HTTP response ({e}): {:?}",
+            "{method} {path}: unparsable HTTP response ({e}): {:?}",
             String::from_utf8_lossy(&raw)
         )
     })
