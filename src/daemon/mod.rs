@@ -29,6 +29,7 @@ use crate::tls::CertStore;
 use crate::turn::alternates::{AlternateServers, OwnEndpoints};
 use crate::turn::policy::{OwnAddresses, PeerPolicy};
 use crate::turn::{CoreConfig, SharedState};
+use crate::webhooks::Webhooks;
 
 mod addrs;
 mod run;
@@ -331,10 +332,18 @@ impl Daemon {
                 });
             }
         });
+        let webhooks = Webhooks::new(&cfg.webhooks);
         let rooms = if cfg.cluster.redis_url.is_empty() {
-            Directory::Local(Registry::new(revoke))
+            Directory::Local(Registry::new(revoke).with_webhooks(webhooks.clone()))
         } else {
-            let cluster = Cluster::new(&cfg.cluster, revoke, cluster_settings(cfg), turn_addrs)?;
+            let cluster = Cluster::new(
+                &cfg.cluster,
+                revoke,
+                cluster_settings(cfg),
+                turn_addrs,
+                webhooks.clone(),
+            )?;
+            webhooks.set_node(&cluster.node_id);
             tracing::info!(node = %cluster.node_id, "cluster mode: rooms are shared through Redis");
             let alternates = shared.alternates.clone();
             let configured = configured_alternates.clone();
@@ -348,7 +357,12 @@ impl Daemon {
             rooms,
             IceIssuer::new(ice_settings(cfg, secrets.clone())),
             SessionLimits::from_config(cfg),
+            webhooks.clone(),
         ));
+        webhooks.start();
+        if webhooks.enabled() {
+            tracing::info!(urls = ?cfg.webhooks.urls, "webhooks: room, peer and allocation events are sent");
+        }
         let http = AppState {
             signal,
             turn_stats: board.clone(),
@@ -406,6 +420,7 @@ impl Daemon {
         let core_cfg = Arc::new(core_config(cfg, resolve_relay_addrs(cfg), secrets.clone()));
         self.http.signal.ice.replace(ice_settings(cfg, secrets));
         self.http.signal.set_limits(SessionLimits::from_config(cfg));
+        self.http.signal.webhooks.reconfigure(&cfg.webhooks);
         if let Some(cluster) = self.http.signal.rooms.cluster() {
             cluster.set_settings(cluster_settings(cfg));
         }
