@@ -211,3 +211,65 @@ async fn a_stalled_receiver_fills_a_tiny_queue_and_drops_are_counted() {
     );
     wait_log(&daemon, "webhook queue full", 1, ARRIVE).await;
 }
+
+/// A cluster node named `id` sending webhooks to `url`.
+async fn cluster_node(redis: &RedisServer, id: &str, url: &str) -> Daemon {
+    let extra = format!(
+        "[signaling]\nresume_grace = 1\n{}\n[cluster]\nredis_url = \"{}\"\nnode_id = \"{id}\"\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n",
+        hooks_toml(url, ""),
+        redis.url()
+    );
+    start_with_http(Config {
+        workers: 1,
+        extra_toml: extra,
+        ..Config::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_the_node_that_made_the_change_reports_it_once() {
+    let redis = RedisServer::start();
+    let rx = HookReceiver::start(&[]).await;
+    let one = cluster_node(&redis, "hook-1", &rx.url).await;
+    let two = cluster_node(&redis, "hook-2", &rx.url).await;
+
+    let mut a = WsClient::connect(one.http, "A").await;
+    let ja = a.join("spread", "Ada").await;
+    rx.wait_delivered(2, ARRIVE).await;
+    let mut b = WsClient::connect(two.http, "B").await;
+    let jb = b.join("spread", "Bob").await;
+    rx.wait_delivered(3, ARRIVE).await;
+    b.expect_ok(json!({"type": "leave"})).await;
+    rx.wait_delivered(4, ARRIVE).await;
+    // A goes without a leave: whichever node's heartbeat ends its grace
+    // reports the timeout and the room's end.
+    drop(a);
+    let events = rx.wait_delivered(6, ARRIVE).await;
+    // Nothing more comes: no node reports another's change again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rx.hooks().len(), 6, "{:#?}", rx.delivered());
+
+    let (a_id, b_id) = (ja.peer_id.as_str(), jb.peer_id.as_str());
+    assert_eq!(
+        summary(&events),
+        [
+            row("room.started", "", ""),
+            row("peer.joined", a_id, ""),
+            row("peer.joined", b_id, ""),
+            row("peer.left", b_id, "left"),
+            row("peer.left", a_id, "timeout"),
+            row("room.finished", "", ""),
+        ]
+    );
+    let nodes: Vec<&str> = events[..4]
+        .iter()
+        .map(|e| e["node"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(nodes, ["hook-1", "hook-1", "hook-2", "hook-2"]);
+    let last = &events[4..];
+    assert!(
+        last.iter().all(|e| e["node"] == last[0]["node"]) && last[0]["node"].is_string(),
+        "the departure and the room's end come from the node that removed the peer: {last:?}"
+    );
+}
