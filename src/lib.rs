@@ -26,6 +26,7 @@
 //! - Small shared pieces: [`connections`] (connection slots per client
 //!   address), [`budget`] (byte accounting for queues),
 //!   [`untrusted`] (client text made safe for logs), [`tls`], [`notify`].
+//! - [`webhooks`]: signed event notifications to the operator's endpoints.
 
 pub mod bench;
 pub mod budget;
@@ -44,6 +45,7 @@ pub mod signal;
 pub mod tls;
 pub mod turn;
 pub mod untrusted;
+pub mod webhooks;
 
 #[cfg(test)]
 mod fuzz_seeds;

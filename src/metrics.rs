@@ -271,6 +271,7 @@ pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bo
     if let Some(cluster) = signal.rooms.cluster() {
         cluster_series(&mut o, &cluster.stats);
     }
+    webhook_series(&mut o, &signal.webhooks);
     queue_bytes(
         &mut o,
         "natbridge_turn_stream",
@@ -376,5 +377,44 @@ fn cluster_series(o: &mut Out, c: &crate::cluster::ClusterStats) {
         "counter",
         "Nodes this node found dead (heartbeat expired) and whose peers it marked away.",
         c.reaped_nodes.load(Relaxed),
+    );
+}
+
+/// Webhook delivery; present (at zero) while webhooks are off, so that
+/// dashboards and alerts need not special-case it.
+fn webhook_series(o: &mut Out, hooks: &crate::webhooks::Webhooks) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let name = "natbridge_webhook_events_total";
+    o.family(
+        name,
+        "counter",
+        "Webhook events by outcome: delivered (every URL answered 2xx), failed (a URL refused it or retries ran out), dropped (the queue was full).",
+    );
+    let s = &hooks.stats;
+    for (outcome, n) in [
+        ("delivered", &s.delivered),
+        ("failed", &s.failed),
+        ("dropped", &s.dropped),
+    ] {
+        o.sample(name, &[("outcome", outcome)], n.load(Relaxed));
+    }
+    o.single(
+        "natbridge_webhook_retries_total",
+        "counter",
+        "Webhook requests sent again after a network error, a timeout or a 5xx, 408 or 429 answer.",
+        s.retries.load(Relaxed),
+    );
+    let (held, limit) = hooks.queue_bytes();
+    o.single(
+        "natbridge_webhook_queue_bytes",
+        "gauge",
+        "Bytes of webhook events waiting or being sent.",
+        held,
+    );
+    o.single(
+        "natbridge_webhook_queue_limit_bytes",
+        "gauge",
+        "Bytes the webhook queue may hold (webhooks.queue_bytes).",
+        limit,
     );
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::value::texts;
 use super::{Cluster, NodeInfo, lock, scripts, unix_now};
 
 pub(super) async fn run(cluster: Arc<Cluster>) {
@@ -121,11 +122,14 @@ async fn beat(
             }
         }
     }
-    let _: i64 = scripts::EXPIRE_DUE
+    let gone: redis::Value = scripts::EXPIRE_DUE
         .arg(&cluster.prefix)
         .arg(cluster.revoke_until())
         .invoke_async(&mut con)
         .await?;
+    for one in texts(&gone).chunks_exact(3) {
+        cluster.report_left(&one[0], &one[1], "timeout", one[2] == "2");
+    }
     let _: i64 = redis::cmd("ZREMRANGEBYSCORE")
         .arg(cluster.key("revoked"))
         .arg("-inf")

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::budget::Pool;
 use crate::config::ClusterSection;
 use crate::signal::rooms::Revoke;
+use crate::webhooks::Webhooks;
 use local::LocalView;
 
 /// How a node describes itself in its heartbeat.
@@ -82,6 +83,9 @@ pub struct Cluster {
     /// Peers that left while Redis could not be told: id -> epoch.
     leaving: Mutex<HashMap<String, u64>>,
     revoke: Revoke,
+    /// Told of the changes this node's scripts made (the node that changes
+    /// the shared state is the one that reports it, so once per cluster).
+    hooks: Arc<Webhooks>,
     queues: Arc<Pool>,
     settings: Mutex<PeerSettings>,
     me: Mutex<NodeInfo>,
@@ -111,6 +115,7 @@ impl Cluster {
         revoke: Revoke,
         settings: PeerSettings,
         turn: Vec<SocketAddr>,
+        hooks: Arc<Webhooks>,
     ) -> anyhow::Result<Arc<Cluster>> {
         let client = if cfg.redis_ca_file.is_empty() {
             redis::Client::open(cfg.redis_url.as_str())
@@ -163,6 +168,7 @@ impl Cluster {
             away_here: Mutex::new(HashMap::new()),
             leaving: Mutex::new(HashMap::new()),
             revoke,
+            hooks,
             queues: Pool::new(u64::MAX),
             settings: Mutex::new(settings),
             siblings: Mutex::new(Vec::new()),

@@ -95,6 +95,11 @@ impl Cluster {
             match status(&reply).as_str() {
                 "ok" => {
                     let others = items(&reply).get(1).map(infos).unwrap_or_default();
+                    // The script saw the room empty: this join started it.
+                    if items(&reply).get(1).is_some_and(|o| items(o).is_empty()) {
+                        self.hooks.room_started(room);
+                    }
+                    self.hooks.peer_joined(room, &id, &name);
                     let queued = self.local().attach(&id, conn, 1, &token, &others);
                     return Ok(Joined {
                         room: room.to_owned(),
@@ -219,13 +224,15 @@ impl Cluster {
         true
     }
 
+    /// Removes the peer from Redis; when this call is what removed it, this
+    /// node tells the webhooks (so each departure is reported once).
     pub(super) async fn run_leave(
         &self,
         peer: &str,
         epoch: u64,
         reason: &str,
-    ) -> redis::RedisResult<i64> {
-        scripts::LEAVE
+    ) -> redis::RedisResult<()> {
+        let reply: redis::Value = scripts::LEAVE
             .arg(&self.prefix)
             .arg(peer)
             .arg(&self.node_id)
@@ -233,7 +240,23 @@ impl Cluster {
             .arg(reason)
             .arg(self.revoke_until())
             .invoke_async(&mut self.con())
-            .await
+            .await?;
+        let parts = items(&reply);
+        let removed = parts.first().and_then(int).unwrap_or(0);
+        if let Some(room) = parts.get(1).and_then(text)
+            && removed > 0
+        {
+            self.report_left(&room, peer, reason, removed == 2);
+        }
+        Ok(())
+    }
+
+    /// `peer.left`, and `room.finished` when it was the last.
+    pub(super) fn report_left(&self, room: &str, peer: &str, reason: &str, finished: bool) {
+        self.hooks.peer_left(room, peer, reason);
+        if finished {
+            self.hooks.room_finished(room);
+        }
     }
 
     /// The connection dropped without a leave: the peer waits for a resume
@@ -422,7 +445,7 @@ impl Cluster {
         if in_room.as_deref() != Some(room) {
             return Ok(false);
         }
-        let removed: i64 = scripts::LEAVE
+        let reply: redis::Value = scripts::LEAVE
             .arg(&self.prefix)
             .arg(peer)
             .arg("")
@@ -431,12 +454,14 @@ impl Cluster {
             .arg(self.revoke_until())
             .invoke_async(&mut self.con())
             .await?;
-        if removed == 1 {
+        let removed = items(&reply).first().and_then(int).unwrap_or(0);
+        if removed > 0 {
             // At once here; the other nodes act on the event.
             self.local().kick(peer);
             (self.revoke)(&turn_user(room, peer));
+            self.report_left(room, peer, "kicked", removed == 2);
         }
-        Ok(removed == 1)
+        Ok(removed > 0)
     }
 
     /// Every room of the cluster with its peer count, by name.

@@ -24,6 +24,8 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// The removal of a peer, shared by leave, grace expiry and the resync.
+/// Returns false when there was no such peer, else 2 when it was the last
+/// of its room (the room finished) and 1 otherwise, with the room's name.
 const REMOVE_PEER: &str = r#"
 local function now_ms()
   local t = redis.call('TIME')
@@ -35,9 +37,11 @@ local function remove_peer(P, id, reason, revoke_until)
   if not p[1] then return false end
   local rk = P .. ':room:' .. p[1]
   redis.call('HDEL', rk, id)
+  local removed = 1
   if redis.call('HLEN', rk) == 0 then
     redis.call('DEL', rk)
     redis.call('SREM', P .. ':rooms', p[1])
+    removed = 2
   end
   redis.call('DEL', pk, P .. ':inbox:' .. id, P .. ':inboxb:' .. id)
   if p[3] then redis.call('DEL', P .. ':token:' .. p[3]) end
@@ -47,7 +51,7 @@ local function remove_peer(P, id, reason, revoke_until)
   redis.call('ZADD', P .. ':revoked', revoke_until, user)
   redis.call('PUBLISH', P .. ':events',
     cjson.encode({k = 'left', room = p[1], peer = id, reason = reason, user = user}))
-  return true
+  return removed, p[1]
 end
 "#;
 
@@ -116,16 +120,18 @@ return {'ok', id, epoch, own, others, queued}
 
 /// ARGV: P, id, node, epoch, reason, revoke until (s). Removes the peer if
 /// it is still the one this node has (node and epoch match); node '' skips
-/// that check. Returns 1 when removed.
+/// that check. Returns {0} when not removed, {1, room} when removed, {2,
+/// room} when removed as the last of its room.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
 local P, id = ARGV[1], ARGV[2]
 local p = redis.call('HMGET', P .. ':peer:' .. id, 'node', 'epoch')
-if not p[2] then return 0 end
-if ARGV[3] ~= '' and (p[1] ~= ARGV[3] or p[2] ~= ARGV[4]) then return 0 end
-if remove_peer(P, id, ARGV[5], ARGV[6]) then return 1 end
-return 0
+if not p[2] then return {0} end
+if ARGV[3] ~= '' and (p[1] ~= ARGV[3] or p[2] ~= ARGV[4]) then return {0} end
+local removed, room = remove_peer(P, id, ARGV[5], ARGV[6])
+if removed then return {removed, room} end
+return {0}
 "#,
     )
 });
@@ -148,20 +154,27 @@ return 1
 });
 
 /// ARGV: P, revoke until (s). Removes the away peers whose grace ended
-/// (`peer.left` with reason timeout). Returns how many.
+/// (`peer.left` with reason timeout). Returns {room, id, removed (1 or 2,
+/// as remove_peer), ...} for each, so that the node that removed them is
+/// the one that reports them to the webhooks.
 pub static EXPIRE_DUE: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
 local P = ARGV[1]
 local due = redis.call('ZRANGEBYSCORE', P .. ':away', '-inf', now_ms(), 'LIMIT', 0, 500)
-local n = 0
+local gone = {}
 for _, id in ipairs(due) do
   redis.call('ZREM', P .. ':away', id)
   if redis.call('HGET', P .. ':peer:' .. id, 'away') == '1' then
-    if remove_peer(P, id, 'timeout', ARGV[2]) then n = n + 1 end
+    local removed, room = remove_peer(P, id, 'timeout', ARGV[2])
+    if removed then
+      table.insert(gone, room)
+      table.insert(gone, id)
+      table.insert(gone, removed)
+    end
   end
 end
-return n
+return gone
 "#,
     )
 });

@@ -1,6 +1,6 @@
 //! The daemon's configuration: a TOML file with the sections `[turn]`,
 //! `[auth]`, `[peers]`, `[log]`, `[http]`, `[tls]`, `[signaling]`,
-//! `[service]`, `[metrics]` and `[cluster]`.
+//! `[service]`, `[metrics]`, `[cluster]` and `[webhooks]`.
 //!
 //! The annotated `config.toml` at the repository root is compiled in and is
 //! the built-in default, so the documentation a sysadmin reads and the values
@@ -11,6 +11,7 @@
 mod error;
 mod validate;
 mod values;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use values::IpSetting;
+pub use webhooks::WebhooksSection;
 
 use error::SourceMap;
 
@@ -49,6 +51,7 @@ pub struct Config {
     pub service: ServiceSection,
     pub metrics: MetricsSection,
     pub cluster: ClusterSection,
+    pub webhooks: WebhooksSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -558,6 +561,7 @@ impl Config {
             service: ServiceSection::default(),
             metrics: MetricsSection::default(),
             cluster: ClusterSection::default(),
+            webhooks: WebhooksSection::default(),
         }
     }
 
@@ -608,15 +612,19 @@ impl Config {
     }
 
     /// [`Config::to_toml`] with every secret (auth.secrets, http.api_keys,
-    /// http.admin_token, signaling.jwt_secret) replaced by a placeholder, for
-    /// printing to a terminal or a log. Empty strings stay empty, since they
+    /// http.admin_token, signaling.jwt_secret, webhooks.secret) replaced by a
+    /// placeholder, for printing to a terminal or a log. Empty strings stay empty, since they
     /// mean "off"; the result still parses. The `[tls]` paths are shown: they
     /// name the key file, they do not hold it.
     pub fn to_toml_redacted(&self) -> String {
         let mut shown = self.clone();
         let secrets = shown.auth.secrets.iter_mut().flatten();
         let api_keys = shown.http.api_keys.iter_mut();
-        let singles = [&mut shown.http.admin_token, &mut shown.signaling.jwt_secret];
+        let singles = [
+            &mut shown.http.admin_token,
+            &mut shown.signaling.jwt_secret,
+            &mut shown.webhooks.secret,
+        ];
         for secret in secrets.chain(api_keys).chain(singles) {
             if !secret.is_empty() {
                 *secret = REDACTED.to_owned();

@@ -31,6 +31,7 @@ use crate::turn::alternates::{AlternateServers, OwnEndpoints};
 use crate::turn::policy::{OwnAddresses, PeerPolicy};
 use crate::turn::usage::UsageHook;
 use crate::turn::{CoreConfig, SharedState};
+use crate::webhooks::Webhooks;
 
 mod addrs;
 mod run;
@@ -333,6 +334,8 @@ impl Daemon {
             .with_context(|| format!("cannot bind HTTP {}", cfg.http.listen))?;
         let board: StatsBoard = Arc::new(Mutex::new(vec![None; n]));
         let batch_delay = BatchDelay::new(cfg.turn.batch_delay_us);
+        let webhooks = Webhooks::new(&cfg.webhooks);
+        let usage_hook = usage_hook(hooks.usage.clone(), webhooks.clone());
         let mut workers = Vec::with_capacity(n);
         for (i, socks) in sockets.into_iter().enumerate() {
             workers.push(
@@ -347,7 +350,7 @@ impl Daemon {
                     board: board.clone(),
                     streams: stream_settings.clone(),
                     batch_delay: batch_delay.clone(),
-                    usage_hook: hooks.usage.clone(),
+                    usage_hook: Some(usage_hook.clone()),
                 })
                 .context("cannot start a TURN worker thread")?,
             );
@@ -364,9 +367,16 @@ impl Daemon {
             }
         });
         let rooms = if cfg.cluster.redis_url.is_empty() {
-            Directory::Local(Registry::new(revoke))
+            Directory::Local(Registry::new(revoke).with_webhooks(webhooks.clone()))
         } else {
-            let cluster = Cluster::new(&cfg.cluster, revoke, cluster_settings(cfg), turn_addrs)?;
+            let cluster = Cluster::new(
+                &cfg.cluster,
+                revoke,
+                cluster_settings(cfg),
+                turn_addrs,
+                webhooks.clone(),
+            )?;
+            webhooks.set_node(&cluster.node_id);
             tracing::info!(node = %cluster.node_id, "cluster mode: rooms are shared through Redis");
             let alternates = shared.alternates.clone();
             let configured = configured_alternates.clone();
@@ -380,7 +390,12 @@ impl Daemon {
             rooms,
             IceIssuer::new(ice_settings(cfg, secrets.clone())),
             SessionLimits::from_config(cfg),
+            webhooks.clone(),
         ));
+        webhooks.start();
+        if webhooks.enabled() {
+            tracing::info!(urls = ?cfg.webhooks.urls, "webhooks: room, peer and allocation events are sent");
+        }
         let http = AppState {
             signal,
             turn_stats: board.clone(),
@@ -442,6 +457,7 @@ impl Daemon {
         let core_cfg = Arc::new(core_config(cfg, resolve_relay_addrs(cfg), secrets.clone()));
         self.http.signal.ice.replace(ice_settings(cfg, secrets));
         self.http.signal.set_limits(SessionLimits::from_config(cfg));
+        self.http.signal.webhooks.reconfigure(&cfg.webhooks);
         if let Some(cluster) = self.http.signal.rooms.cluster() {
             cluster.set_settings(cluster_settings(cfg));
         }
@@ -550,4 +566,20 @@ pub fn cluster_settings(cfg: &Config) -> PeerSettings {
         peer_queue_bytes: cfg.signaling.peer_queue_bytes,
         credential_lifetime: Duration::from_secs(cfg.auth.credential_ttl + cfg.auth.expiry_grace),
     }
+}
+
+/// Every usage record goes to the webhooks (`allocation.ended`, when they
+/// are on) and then to the caller's hook, if any.
+fn usage_hook(extra: Option<UsageHook>, webhooks: Arc<Webhooks>) -> UsageHook {
+    Arc::new(move |record| {
+        if webhooks.enabled() {
+            match serde_json::to_value(record) {
+                Ok(v) => webhooks.allocation_ended(v),
+                Err(e) => tracing::warn!(error = %e, "usage record not serializable"),
+            }
+        }
+        if let Some(hook) = &extra {
+            hook(record);
+        }
+    })
 }

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::connections::ConnectionCounter;
+use crate::webhooks::Webhooks;
 use directory::Directory;
 use ice::IceIssuer;
 
@@ -88,13 +89,20 @@ pub struct SignalContext {
     pub draining: AtomicBool,
     /// Flips to true once: every session says `bye` and closes.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Where room and peer events go (the registry or cluster emits them).
+    pub webhooks: Arc<Webhooks>,
     limits: RwLock<Arc<SessionLimits>>,
     messages: Mutex<BTreeMap<&'static str, u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl SignalContext {
-    pub fn new(rooms: Directory, ice: IceIssuer, limits: SessionLimits) -> SignalContext {
+    pub fn new(
+        rooms: Directory,
+        ice: IceIssuer,
+        limits: SessionLimits,
+        webhooks: Arc<Webhooks>,
+    ) -> SignalContext {
         rooms.queues().set_limit(limits.total_queue_bytes);
         SignalContext {
             rooms,
@@ -103,6 +111,7 @@ impl SignalContext {
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             shutdown: tokio::sync::watch::Sender::new(false),
+            webhooks,
             limits: RwLock::new(Arc::new(limits)),
             messages: Mutex::new(BTreeMap::new()),
             errors: Mutex::new(BTreeMap::new()),

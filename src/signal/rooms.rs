@@ -14,6 +14,7 @@ use super::protocol::{MediaState, ProtoError, SignalKind};
 use crate::budget::{Over, Pool, QueueBytes, QueueKind};
 use crate::connections::ConnectionSlot;
 use crate::untrusted::Untrusted;
+use crate::webhooks::Webhooks;
 
 pub use super::outbox::Outbound;
 
@@ -92,6 +93,9 @@ pub struct Registry {
     revoke: Revoke,
     /// Bytes held in every send and resume queue of signaling.
     queues: Arc<Pool>,
+    /// Told of rooms starting and finishing and peers joining and leaving,
+    /// under the lock, so each room's events queue in the order they happen.
+    hooks: Option<Arc<Webhooks>>,
 }
 
 /// Why a peer left its room, as `peer.left` says.
@@ -133,7 +137,14 @@ impl Registry {
             inner: Mutex::new(Inner::default()),
             revoke,
             queues: Pool::new(u64::MAX),
+            hooks: None,
         }
+    }
+
+    /// Sends room and peer events to the webhooks.
+    pub fn with_webhooks(mut self, hooks: Arc<Webhooks>) -> Registry {
+        self.hooks = Some(hooks);
+        self
     }
 
     /// The byte budget shared by every signaling queue.
@@ -172,6 +183,12 @@ impl Registry {
             state: MediaState::default(),
         };
         let others = inner.infos(room);
+        if let Some(hooks) = &self.hooks {
+            if members == 0 {
+                hooks.room_started(room);
+            }
+            hooks.peer_joined(room, &peer_id, &name);
+        }
         inner.broadcast(room, None, &json!({"type": "peer.joined", "peer": info}));
         inner
             .rooms
@@ -320,10 +337,18 @@ impl Registry {
             return;
         };
         inner.by_token.remove(&peer.resume_token);
+        let mut finished = false;
         if let Some(members) = inner.rooms.get_mut(&peer.room) {
             members.retain(|m| m != peer_id);
             if members.is_empty() {
                 inner.rooms.remove(&peer.room);
+                finished = true;
+            }
+        }
+        if let Some(hooks) = &self.hooks {
+            hooks.peer_left(&peer.room, peer_id, reason.as_str());
+            if finished {
+                hooks.room_finished(&peer.room);
             }
         }
         inner.broadcast(

@@ -46,3 +46,4 @@ mod turn_stream_framing;
 mod turn_stream_https;
 mod turn_stream_limits;
 mod turn_stream_tls;
+mod webhooks;

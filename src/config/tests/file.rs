@@ -23,9 +23,10 @@ fn section_defaults_agree_with_the_embedded_file() {
     assert_eq!(ServiceSection::default(), expected_defaults().service);
     assert_eq!(MetricsSection::default(), expected_defaults().metrics);
     assert_eq!(ClusterSection::default(), expected_defaults().cluster);
+    assert_eq!(WebhooksSection::default(), expected_defaults().webhooks);
     assert_eq!(parse("").unwrap(), expected_defaults());
     assert_eq!(
-        parse("[turn]\n[auth]\n[peers]\n[log]\n[http]\n[tls]\n[signaling]\n[service]\n[metrics]\n[cluster]\n")
+        parse("[turn]\n[auth]\n[peers]\n[log]\n[http]\n[tls]\n[signaling]\n[service]\n[metrics]\n[cluster]\n[webhooks]\n")
             .unwrap(),
         expected_defaults()
     );
@@ -119,6 +120,7 @@ fn http_and_signaling_secrets_stay_out_of_debug_and_redacted_output() {
         "admin-token-0123",
         "jwt \\\"secret",
         "redis-pass-4242",
+        "webhook-secret-0123",
     ] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
         assert!(!redacted.contains(secret), "{secret} in {redacted}");
@@ -204,7 +206,7 @@ fn unknown_key_at_top_level() {
         "# a\n# b\n\n\ndebug = true\n[turn]\n",
         "debug",
         5,
-        "unknown key (expected one of turn, auth, peers, log, http, tls, signaling, service, metrics, cluster)",
+        "unknown key (expected one of turn, auth, peers, log, http, tls, signaling, service, metrics, cluster, webhooks)",
     );
     assert_error(
         "[turn]\n\n\n\n[signalling]\nport = 1\n",

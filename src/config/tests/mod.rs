@@ -145,6 +145,15 @@ fn expected_defaults() -> Config {
             heartbeat_ms: 1000,
             node_timeout_ms: 3000,
         },
+        webhooks: WebhooksSection {
+            urls: vec![],
+            secret: String::new(),
+            timeout_ms: 5000,
+            queue_bytes: 4194304,
+            max_attempts: 5,
+            backoff_base_ms: 500,
+            backoff_max_ms: 30000,
+        },
     }
 }
 
@@ -249,6 +258,18 @@ fn everything_changed() -> Config {
             heartbeat_ms: 500,
             node_timeout_ms: 2000,
         },
+        webhooks: WebhooksSection {
+            urls: vec![
+                "https://hooks.example.com/natbridge".into(),
+                "http://127.0.0.1:9000/in?x=1".into(),
+            ],
+            secret: "webhook-secret-0123456789".into(),
+            timeout_ms: 100,
+            queue_bytes: 4096,
+            max_attempts: 1,
+            backoff_base_ms: 1,
+            backoff_max_ms: 3_600_000,
+        },
     }
 }
 
@@ -259,3 +280,4 @@ mod queues;
 mod semantics;
 mod streams;
 mod web;
+mod webhooks;

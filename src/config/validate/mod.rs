@@ -8,12 +8,14 @@ use std::ops::RangeInclusive;
 mod cluster;
 mod http_limits;
 mod network;
+mod webhooks;
 
 use cluster::check_cluster;
 use http_limits::check_http_limits;
 use network::{
     check_http, check_metrics, check_service, check_signaling, check_tcp_listeners, check_tls,
 };
+use webhooks::check_webhooks;
 
 /// What is wrong and where, before it is tied to a line of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,7 @@ impl Config {
         check_service(&self.service)?;
         check_metrics(&self.metrics, &self.http)?;
         check_cluster(&self.cluster, &self.auth)?;
+        check_webhooks(&self.webhooks)?;
         check_tcp_listeners(self)
     }
 }

@@ -113,7 +113,7 @@ pub(super) fn check_tls(tls: &TlsSection, turn: &TurnSection, http: &HttpSection
 /// A key or token clients send in a URL or an `Authorization: Bearer`
 /// header: long enough, and nothing that needs escaping or quoting there.
 /// The messages never quote the secret.
-fn check_token(key: &'static str, what: &str, token: &str, min_len: usize) -> Checked {
+pub(super) fn check_token(key: &'static str, what: &str, token: &str, min_len: usize) -> Checked {
     if token.is_empty() {
         return Err(Problem::new(key, format!("{what} is an empty string")));
     }

@@ -329,3 +329,47 @@ fn a_kicked_peer_is_told_and_closed_the_room_told_and_its_user_revoked() {
     assert_eq!(h.registry.counts(), (1, 1));
     assert!(!h.registry.kick("r", &a.peer_id), "gone already");
 }
+
+#[test]
+fn webhooks_hear_a_room_start_and_finish_and_its_peers_come_and_go_in_order() {
+    let hooks = crate::webhooks::Webhooks::new(&crate::config::WebhooksSection {
+        urls: vec!["http://127.0.0.1:9/".into()],
+        secret: "0123456789abcdef".into(),
+        ..Default::default()
+    });
+    let mut h = Harness::new();
+    h.registry = Registry::new(Arc::new(|_: &str| {})).with_webhooks(hooks.clone());
+    let (a, ca) = h.join("r", "alice");
+    let (b, cb) = h.join("r", "bob");
+    assert!(h.registry.leave(&b.peer_id, cb.id));
+    let generation = h.registry.detach(&a.peer_id, ca.id, h.slot()).unwrap();
+    // A resume is no departure: nothing for the webhooks.
+    let (conn, ca2) = h.connect(1 << 20);
+    h.registry.resume(conn, "r", &a.resume_token).unwrap();
+    let generation2 = h.registry.detach(&a.peer_id, ca2.id, h.slot()).unwrap();
+    h.registry.expire(&a.peer_id, generation);
+    h.registry.expire(&a.peer_id, generation2);
+    let got = hooks.take_all();
+    let summary: Vec<(&str, &str, &str)> = got
+        .iter()
+        .map(|e| (text(&e["type"]), text(&e["peer"]["id"]), text(&e["reason"])))
+        .collect();
+    let (a, b) = (a.peer_id.as_str(), b.peer_id.as_str());
+    assert_eq!(
+        summary,
+        [
+            ("room.started", "", ""),
+            ("peer.joined", a, ""),
+            ("peer.joined", b, ""),
+            ("peer.left", b, "left"),
+            ("peer.left", a, "timeout"),
+            ("room.finished", "", ""),
+        ]
+    );
+    assert!(got.iter().all(|e| e["room"] == "r"), "{got:?}");
+    assert_eq!(got[1]["peer"]["name"], "alice");
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}

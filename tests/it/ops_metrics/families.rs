@@ -53,6 +53,10 @@ pub fn check_documented_families(exp: &Exposition) {
         ("natbridge_turn_stream_queue_bytes", "gauge", &[]),
         ("natbridge_turn_stream_queue_bytes_max", "gauge", &["scope"]),
         ("natbridge_turn_stream_queue_drops_total", "counter", &[]),
+        ("natbridge_webhook_events_total", "counter", &["outcome"]),
+        ("natbridge_webhook_retries_total", "counter", &[]),
+        ("natbridge_webhook_queue_bytes", "gauge", &[]),
+        ("natbridge_webhook_queue_limit_bytes", "gauge", &[]),
     ];
     for (name, kind, label_names) in documented {
         let fam = exp
@@ -100,6 +104,10 @@ pub fn check_documented_families(exp: &Exposition) {
     assert_eq!(
         values("natbridge_turn_relayed_bytes_total", "direction"),
         set(&["to_peer", "to_client"])
+    );
+    assert_eq!(
+        values("natbridge_webhook_events_total", "outcome"),
+        set(&["delivered", "failed", "dropped"])
     );
     let reasons = values("natbridge_turn_auth_failures_total", "reason");
     for r in [
