@@ -26,7 +26,8 @@
 //! - Small shared pieces: [`connections`] (connection slots per client
 //!   address), [`budget`] (byte accounting for queues),
 //!   [`untrusted`] (client text made safe for logs), [`tls`], [`notify`].
-//! - [`webhooks`]: signed event notifications to the operator's endpoints.
+//! - [`webhooks`]: signed event notifications to the operator's endpoints;
+//!   [`http_client`]: the one-request HTTP client they use.
 
 pub mod bench;
 pub mod budget;
@@ -38,6 +39,7 @@ pub mod creds;
 pub mod daemon;
 pub mod exposure;
 pub mod http;
+pub mod http_client;
 pub mod metrics;
 pub mod net;
 pub mod notify;
