@@ -122,6 +122,9 @@ pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> Respon
         .load(std::sync::atomic::Ordering::Relaxed);
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        // For `natbridge ctl reload`, which signals this process: asking the
+        // daemon is exact where a search by process name could hit another.
+        "pid": std::process::id(),
         "uptime_s": admin.map_or(0, |a| a.started.elapsed().as_secs()),
         "config_file": admin.and_then(|a| a.config_path()).map(|p| p.display().to_string()),
         "workers": admin.map_or(0, TurnAdmin::workers),
