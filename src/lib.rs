@@ -22,12 +22,13 @@
 //!   the key and line of every error.
 //! - [`daemon`]: start-up, reload (SIGHUP), drain (SIGTERM), systemd notify;
 //!   [`exposure`] says what an anonymous client can do with a configuration.
+//! - [`ctl`]: `natbridge ctl`, the admin API for a sysadmin on the box.
 //! - [`metrics`]: the Prometheus text; [`mod@bench`]: the built-in load tools.
 //! - Small shared pieces: [`connections`] (connection slots per client
 //!   address), [`budget`] (byte accounting for queues),
 //!   [`untrusted`] (client text made safe for logs), [`tls`], [`notify`].
 //! - [`webhooks`]: signed event notifications to the operator's endpoints;
-//!   [`http_client`]: the one-request HTTP client they use.
+//!   [`http_client`]: the one-request HTTP client they and `natbridge ctl` use.
 
 pub mod bench;
 pub mod budget;
@@ -36,6 +37,7 @@ pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod creds;
+pub mod ctl;
 pub mod daemon;
 pub mod exposure;
 pub mod http;

@@ -34,6 +34,8 @@ enum Cmd {
     },
     /// Validate a configuration file and print the effective configuration.
     CheckConfig { file: PathBuf },
+    /// Ask or tell the running daemon, through its admin API (http.admin_token).
+    Ctl(natbridge::ctl::CtlArgs),
     /// Load-test a TURN or signaling server (yours, or another).
     Bench {
         #[command(subcommand)]
@@ -139,6 +141,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Bench { tool } => natbridge::bench::run(tool),
+        Cmd::Ctl(args) => natbridge::ctl::run(args),
         Cmd::CheckConfig { file } => match Config::load(&file) {
             Ok(cfg) => {
                 print!("{}", cfg.to_toml_redacted());

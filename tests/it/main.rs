@@ -16,6 +16,7 @@ mod cli;
 mod cluster;
 mod coturn_interop;
 mod credentials;
+mod ctl;
 mod faults;
 mod hostile_turn;
 mod http_limits;
