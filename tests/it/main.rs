@@ -14,6 +14,7 @@ mod bad_input;
 mod bench_smoke;
 mod cli;
 mod cluster;
+mod cluster_input;
 mod coturn_interop;
 mod credentials;
 mod ctl;
