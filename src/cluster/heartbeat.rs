@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::value::texts;
-use super::{Cluster, NodeInfo, lock, scripts, unix_now};
+use super::{Cluster, NodeInfo, lock, scripts};
+use crate::signal::ice::now_unix;
 
 pub(super) async fn run(cluster: Arc<Cluster>) {
     let mut stopping = cluster.stopping.subscribe();
@@ -133,7 +134,7 @@ async fn beat(
     let _: i64 = redis::cmd("ZREMRANGEBYSCORE")
         .arg(cluster.key("revoked"))
         .arg("-inf")
-        .arg(unix_now())
+        .arg(now_unix())
         .query_async(&mut con)
         .await?;
     retry_pending(cluster).await

@@ -20,13 +20,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Pool;
 use crate::config::ClusterSection;
+use crate::signal::ice::now_unix;
 use crate::signal::rooms::Revoke;
 use crate::webhooks::Webhooks;
 use local::LocalView;
@@ -102,12 +103,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Cluster {
     /// Prepares the node; nothing talks to Redis before [`Cluster::start`].
     pub fn new(
@@ -156,7 +151,7 @@ impl Cluster {
             me: Mutex::new(NodeInfo {
                 id: node_id.clone(),
                 turn,
-                started: unix_now(),
+                started: now_unix(),
             }),
             node_id,
             prefix: cfg.key_prefix.clone(),
@@ -258,7 +253,7 @@ impl Cluster {
 
     /// Until when a credential revoked now must stay refused.
     fn revoke_until(&self) -> u64 {
-        unix_now() + self.settings().credential_lifetime.as_secs()
+        now_unix() + self.settings().credential_lifetime.as_secs()
     }
 
     fn redis_failed(&self, what: &str, e: &redis::RedisError) {
@@ -295,9 +290,5 @@ pub fn shared_nonce_key(secret: &str) -> [u8; 32] {
 }
 
 fn random_node_id() -> String {
-    use rand::Rng;
-    let mut b = [0u8; 6];
-    rand::rng().fill_bytes(&mut b);
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("node-{hex}")
+    format!("node-{}", crate::signal::rooms::random_id(6))
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::event::Event;
 use super::local::NotHere;
@@ -16,7 +16,7 @@ use crate::budget::Over;
 use crate::connections::ConnectionSlot;
 use crate::signal::error_code::ErrorCode;
 use crate::signal::outbox::text_cost;
-use crate::signal::protocol::{MediaState, ProtoError, SignalKind};
+use crate::signal::protocol::{MediaState, ProtoError, SignalKind, signal_message};
 use crate::signal::rooms::{
     Connection, Joined, PeerInfo, RoomInfo, queue_full, random_id, turn_user,
 };
@@ -313,21 +313,13 @@ impl Cluster {
         kind: SignalKind,
         payload: &Value,
     ) -> Result<(), ProtoError> {
-        if from == to {
-            return Err(ProtoError::new(
-                ErrorCode::SelfSignal,
-                "cannot signal yourself",
-            ));
-        }
+        let text = signal_message(from, to, kind, payload)?;
         if !plausible_id(to) {
             return Err(ProtoError::new(
                 ErrorCode::UnknownPeer,
                 "no such peer in this room",
             ));
         }
-        let text =
-            json!({"type": "signal", "from": from, "kind": kind.as_str(), "payload": payload})
-                .to_string();
         {
             let mut local = self.local();
             if local.same_room_here(from, to) {

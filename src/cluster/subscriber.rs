@@ -12,7 +12,8 @@ use futures_util::StreamExt;
 
 use super::event::{Event, decode_signal};
 use super::value::{items, status, texts};
-use super::{Cluster, lock, scripts, unix_now};
+use super::{Cluster, lock, scripts};
+use crate::signal::ice::now_unix;
 use crate::signal::rooms::PeerInfo;
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -183,7 +184,7 @@ pub(super) async fn resync(cluster: &Arc<Cluster>) -> redis::RedisResult<()> {
     // Revocations made while this node was not listening.
     let users: Vec<String> = redis::cmd("ZRANGEBYSCORE")
         .arg(cluster.key("revoked"))
-        .arg(unix_now())
+        .arg(now_unix())
         .arg("+inf")
         .query_async(&mut con)
         .await?;

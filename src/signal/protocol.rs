@@ -284,6 +284,26 @@ pub fn ok(re: &Option<Value>) -> Value {
     with_re(json!({"type": "ok"}), re)
 }
 
+/// The `signal` message `to` receives from `from`, or why there is none: the
+/// one rule for the single-node registry and the cluster alike.
+pub fn signal_message(
+    from: &str,
+    to: &str,
+    kind: SignalKind,
+    payload: &Value,
+) -> Result<String, ProtoError> {
+    if from == to {
+        return Err(ProtoError::new(
+            ErrorCode::SelfSignal,
+            "cannot signal yourself",
+        ));
+    }
+    Ok(
+        json!({"type": "signal", "from": from, "kind": kind.as_str(), "payload": payload})
+            .to_string(),
+    )
+}
+
 pub fn bye(reason: &str, retry_after_ms: Option<u64>) -> Value {
     let mut v = json!({"type": "bye", "reason": reason});
     if let (Some(ms), Value::Object(obj)) = (retry_after_ms, &mut v) {

@@ -373,17 +373,9 @@ impl Registry {
         kind: SignalKind,
         payload: &Value,
     ) -> Result<(), ProtoError> {
-        if from == to {
-            return Err(ProtoError::new(
-                ErrorCode::SelfSignal,
-                "cannot signal yourself",
-            ));
-        }
         // Serialized before taking the lock: every session's signals go
         // through this one lock, so it is held only for the lookup.
-        let text =
-            json!({"type": "signal", "from": from, "kind": kind.as_str(), "payload": payload})
-                .to_string();
+        let text = super::protocol::signal_message(from, to, kind, payload)?;
         let mut inner = self.lock();
         let unknown =
             || ProtoError::new(ErrorCode::UnknownPeer, format!("no peer {to} in this room"));

@@ -81,7 +81,7 @@ pub struct Webhooks {
 }
 
 pub(crate) fn unix_now() -> u64 {
-    crate::cluster::unix_now()
+    crate::signal::ice::now_unix()
 }
 
 /// The ordering lane of a room's events.
