@@ -50,6 +50,7 @@ pub mod tls;
 pub mod turn;
 pub mod untrusted;
 pub mod webhooks;
+pub mod xdp;
 
 #[cfg(test)]
 mod fuzz_seeds;

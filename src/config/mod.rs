@@ -77,6 +77,10 @@ pub struct TurnSection {
     pub workers: usize,
     /// Microseconds a worker waits, after handling packets, before it sleeps.
     pub batch_delay_us: u32,
+    /// The XDP fast path for channel data (`crate::xdp`).
+    pub xdp: crate::xdp::XdpSetting,
+    /// The interface it attaches to; empty: the one holding `relay_ip`.
+    pub xdp_interface: String,
     /// Seconds.
     pub default_lifetime: u64,
     /// Seconds.
@@ -317,6 +321,8 @@ impl Default for TurnSection {
             relay_port_max: 65535,
             workers: 0,
             batch_delay_us: 1000,
+            xdp: crate::xdp::XdpSetting::Auto,
+            xdp_interface: String::new(),
             default_lifetime: 600,
             max_lifetime: 3600,
             nonce_lifetime: 600,

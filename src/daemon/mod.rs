@@ -336,6 +336,7 @@ impl Daemon {
         let batch_delay = BatchDelay::new(cfg.turn.batch_delay_us);
         let webhooks = Webhooks::new(&cfg.webhooks);
         let usage_hook = usage_hook(hooks.usage.clone(), webhooks.clone());
+        let fast_path = crate::xdp::start(cfg, &relay)?;
         let mut workers = Vec::with_capacity(n);
         for (i, socks) in sockets.into_iter().enumerate() {
             workers.push(
@@ -351,6 +352,7 @@ impl Daemon {
                     streams: stream_settings.clone(),
                     batch_delay: batch_delay.clone(),
                     usage_hook: Some(usage_hook.clone()),
+                    fast_path: fast_path.clone(),
                 })
                 .context("cannot start a TURN worker thread")?,
             );

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod batch;
 pub mod coalesce;
 pub mod framing;
+mod kernel_routes;
 pub mod sockets;
 pub mod stats_board;
 pub mod stream;

@@ -22,6 +22,7 @@ use crate::turn::{ClientAddr, Command, CoreConfig, Now, RelayId, SharedState, Tu
 
 use super::batch::RecvBatch;
 use super::coalesce::BatchDelay;
+use super::kernel_routes::KernelRoutes;
 use super::sockets;
 use super::stats_board::{StatsBoard, WorkerReport};
 use super::stream::{self, StreamHandle, StreamSettings};
@@ -81,6 +82,8 @@ pub(super) struct WorkerState {
     pub(super) batch: Rc<RefCell<RecvBatch>>,
     /// Gets every usage record after it is logged.
     pub(super) usage_hook: Option<UsageHook>,
+    /// The routes this worker put in the XDP fast path.
+    pub(super) kernel: Option<KernelRoutes>,
 }
 
 pub(super) type State = Rc<RefCell<WorkerState>>;
@@ -99,6 +102,8 @@ pub struct WorkerSetup {
     pub batch_delay: BatchDelay,
     /// Gets every usage record after it is logged; `None`: log only.
     pub usage_hook: Option<UsageHook>,
+    /// The XDP fast path, when attached.
+    pub fast_path: Option<Arc<crate::xdp::FastPath>>,
 }
 
 /// Starts a worker thread with its own current-thread runtime.
@@ -142,11 +147,15 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
         streams,
         batch_delay: _,
         usage_hook,
+        fast_path,
     } = setup;
     let rng: Box<dyn rand::Rng + Send> = Box::new(
         <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng()),
     );
-    let core = TurnCore::new(cfg, shared, rng, index, workers);
+    let mut core = TurnCore::new(cfg, shared, rng, index, workers);
+    if fast_path.is_some() {
+        core.enable_fast_path();
+    }
     let mut socks = Vec::new();
     let mut senders = Vec::new();
     for l in listeners {
@@ -164,8 +173,10 @@ async fn run(setup: WorkerSetup, mut control: mpsc::UnboundedReceiver<Control>) 
             }
         }
     }
+    let kernel = fast_path.map(|p| KernelRoutes::new(p, &senders));
     let state: State = Rc::new(RefCell::new(WorkerState {
         core,
+        kernel,
         listeners: senders,
         relays: HashMap::new(),
         streams: HashMap::new(),
@@ -260,7 +271,19 @@ async fn timer_loop(state: State, board: StatsBoard, index: usize) {
         process_commands(&state);
         if last_stats.elapsed() >= STATS_INTERVAL {
             last_stats = tokio::time::Instant::now();
+            fold_kernel_traffic(&state);
             report(&state, &board, index);
+        }
+    }
+}
+
+/// Counts what the XDP fast path relayed as this worker's own traffic.
+fn fold_kernel_traffic(state: &State) {
+    let mut st = state.borrow_mut();
+    let WorkerState { core, kernel, .. } = &mut *st;
+    if let Some(k) = kernel {
+        for (id, t) in k.fold() {
+            core.note_fast_traffic(id, t);
         }
     }
 }
@@ -339,13 +362,34 @@ pub(super) fn process_commands(state: &State) {
                     .core
                     .relay_bound(relay, ok, Now::system());
             }
+            Command::FastRoute(route) => {
+                if let Some(k) = state.borrow_mut().kernel.as_mut() {
+                    k.install(&route);
+                }
+            }
+            Command::ForgetFastRoutes { allocation } => {
+                let mut st = state.borrow_mut();
+                let WorkerState { core, kernel, .. } = &mut *st;
+                if let Some(k) = kernel {
+                    let last = k.forget(allocation);
+                    core.note_fast_traffic(allocation, last);
+                }
+            }
             Command::CloseRelay { relay, .. } => {
                 let removed = state.borrow_mut().relays.remove(&relay);
                 if let Some(r) = removed {
                     r.task.abort();
                 }
             }
-            Command::AllocationEnded(record) => {
+            Command::AllocationEnded(mut record) => {
+                let last = state
+                    .borrow_mut()
+                    .kernel
+                    .as_mut()
+                    .and_then(|k| k.take_unrecorded(record.allocation));
+                if let Some(t) = last {
+                    record.add_traffic(t);
+                }
                 record.log();
                 let hook = state.borrow().usage_hook.clone();
                 if let Some(hook) = hook {

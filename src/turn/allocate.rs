@@ -459,6 +459,7 @@ impl TurnCore {
     }
 
     pub(super) fn remove_allocation(&mut self, id: u64) {
+        self.forget_fast_routes(id);
         let Some(alloc) = self.allocations.remove(&id) else {
             return;
         };

@@ -4,6 +4,7 @@
 pub mod allocation;
 pub mod alternates;
 pub mod error;
+pub mod fast_path;
 pub mod live_relays;
 pub mod nonce;
 pub mod policy;
@@ -172,6 +173,13 @@ pub enum Command {
     },
     /// An allocation ended: log its usage record and pass it to hooks.
     AllocationEnded(Box<usage::UsageRecord>),
+    /// Let the kernel relay this channel (installs or refreshes it).
+    FastRoute(fast_path::FastRoute),
+    /// Take every route of this allocation out of the kernel, and fold its
+    /// last kernel-relayed traffic into its usage record, which follows.
+    ForgetFastRoutes {
+        allocation: u64,
+    },
 }
 
 /// A payload to send from a relay socket to a peer, borrowed from the input.

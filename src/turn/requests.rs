@@ -83,6 +83,7 @@ impl TurnCore {
                 if let Some(a) = self.allocations.get_mut(&id) {
                     a.expires = now.mono + l;
                 }
+                self.offer_fast_routes(id, now.mono);
                 l.as_secs() as u32
             }
         };
@@ -143,6 +144,7 @@ impl TurnCore {
                 return Err(TOO_MANY_PERMISSIONS);
             }
         }
+        self.offer_fast_routes(id, now.mono);
         Ok(Answer::Reply(Reply::for_transaction(
             METHOD_CREATE_PERMISSION,
             CLASS_SUCCESS_RESPONSE,
@@ -172,6 +174,7 @@ impl TurnCore {
             return Err(TOO_MANY_PERMISSIONS);
         }
         self.stats.channels_bound += 1;
+        self.offer_fast_routes(id, now.mono);
         Ok(Answer::Reply(Reply::for_transaction(
             METHOD_CHANNEL_BIND,
             CLASS_SUCCESS_RESPONSE,

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use stun::attributes::*;
 use stun::message::*;
 
@@ -99,6 +99,10 @@ pub struct TurnCore {
     pub(super) next_sweep: Option<Instant>,
     pub(super) draining: bool,
     pub(super) unauth_rate: UnauthRate,
+    /// The driver relays qualifying channels in the kernel (`fast_path`).
+    pub(super) fast_path: bool,
+    /// Allocations with routes in the kernel.
+    pub(super) fast_allocations: FxHashSet<u64>,
 }
 
 impl TurnCore {
@@ -131,6 +135,8 @@ impl TurnCore {
             next_sweep: None,
             draining: false,
             unauth_rate,
+            fast_path: false,
+            fast_allocations: FxHashSet::default(),
         }
     }
 

@@ -45,10 +45,11 @@ impl TurnCore {
     /// command queue and its relays close. An allocation still waiting for
     /// its relay sockets was never granted and leaves no record.
     pub(super) fn end_allocation(&mut self, id: u64, reason: EndReason, now: Now) {
-        let Some(alloc) = self.allocations.get(&id) else {
+        let Some(granted) = self.allocations.get(&id).map(|a| a.pending.is_none()) else {
             return;
         };
-        if alloc.pending.is_none() {
+        self.forget_fast_routes(id);
+        if granted && let Some(alloc) = self.allocations.get(&id) {
             let record = UsageRecord::new(alloc, &self.cfg.realm, reason, now.mono);
             self.stats.ended.record(reason, record.duration_ms);
             self.commands

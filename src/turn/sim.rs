@@ -58,6 +58,8 @@ pub struct Sim {
     /// Allocation ids whose relays were closed (for late reports).
     gone: Vec<u64>,
     tokens: Vec<[u8; 8]>,
+    /// Routes the core handed to the (simulated) kernel, by allocation.
+    fast: HashMap<u64, Vec<super::fast_path::FastRoute>>,
     relays_seen: Vec<SocketAddr>,
     last_tid: HashMap<usize, [u8; 12]>,
     tid_counter: u64,
@@ -116,7 +118,8 @@ impl Sim {
         let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
         let shared = Arc::new(SharedState::new(port_range, &mut rng));
         let nonces = NonceIssuer::new(shared.nonce_key, NONCE_LIFETIME);
-        let core = TurnCore::new(Arc::new(core_cfg), shared.clone(), Box::new(rng), 0, 1);
+        let mut core = TurnCore::new(Arc::new(core_cfg), shared.clone(), Box::new(rng), 0, 1);
+        core.enable_fast_path();
         let start = Instant::now();
         Sim {
             core,
@@ -132,6 +135,7 @@ impl Sim {
             fail_binds: 0,
             open: Vec::new(),
             gone: Vec::new(),
+            fast: HashMap::new(),
             tokens: Vec::new(),
             relays_seen: Vec::new(),
             last_tid: HashMap::new(),

@@ -160,6 +160,15 @@ pub struct UsageRecord {
 }
 
 impl UsageRecord {
+    /// Traffic relayed outside the core (the XDP fast path) since the
+    /// allocation's counters were last brought up to date.
+    pub fn add_traffic(&mut self, t: Traffic) {
+        self.packets_to_peer += t.packets_to_peer;
+        self.bytes_to_peer += t.bytes_to_peer;
+        self.packets_to_client += t.packets_to_client;
+        self.bytes_to_client += t.bytes_to_client;
+    }
+
     pub fn new(alloc: &Allocation, realm: &str, reason: EndReason, now: Instant) -> UsageRecord {
         let u = &alloc.usage;
         let t = u.traffic;

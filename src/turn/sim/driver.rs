@@ -16,6 +16,9 @@ use super::Sim;
 impl Sim {
     pub(super) fn check(&self) -> Result<(), String> {
         self.core.check_invariants()?;
+        for route in self.fast.values().flatten() {
+            self.core.would_relay(route, self.now.mono)?;
+        }
         let mut core_view = self.core.bound_relays();
         let mut driver_view = self.open.clone();
         let key = |(r, a): &(RelayId, SocketAddr)| (r.allocation, r.family == Family::V6, *a);
@@ -224,6 +227,22 @@ impl Sim {
                     if self.core.allocations.contains_key(&record.allocation) {
                         return Err(format!("usage record for live {}", record.allocation));
                     }
+                    // The kernel would go on relaying (and counting) for it.
+                    if self.fast.contains_key(&record.allocation) {
+                        return Err(format!(
+                            "usage record for {} ahead of forgetting its fast routes",
+                            record.allocation
+                        ));
+                    }
+                }
+                Command::FastRoute(route) => {
+                    self.core.would_relay(&route, self.now.mono)?;
+                    let routes = self.fast.entry(route.allocation).or_default();
+                    routes.retain(|r| (r.client, r.channel) != (route.client, route.channel));
+                    routes.push(route);
+                }
+                Command::ForgetFastRoutes { allocation } => {
+                    self.fast.remove(&allocation);
                 }
             }
         }

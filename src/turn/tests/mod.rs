@@ -18,6 +18,7 @@ use super::*;
 
 mod allocations;
 mod alternates;
+mod fast_path;
 mod hostile;
 mod properties;
 mod relaying;
@@ -38,6 +39,10 @@ struct Harness {
     bound: Vec<(RelayId, SocketAddr)>,
     /// Usage records of ended allocations, in order.
     ended: Vec<crate::turn::usage::UsageRecord>,
+    /// Routes handed to the fast path and not forgotten, in order.
+    fast: Vec<crate::turn::fast_path::FastRoute>,
+    /// Allocations whose routes were forgotten, in order.
+    forgotten: Vec<u64>,
 }
 
 fn config(edit: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
@@ -91,6 +96,8 @@ impl Harness {
             busy_family: None,
             bound: Vec::new(),
             ended: Vec::new(),
+            fast: Vec::new(),
+            forgotten: Vec::new(),
         }
     }
 
@@ -117,7 +124,18 @@ impl Harness {
                     self.core.relay_bound(relay, ok, self.now);
                 }
                 Command::CloseRelay { relay, .. } => self.bound.retain(|(r, _)| *r != relay),
-                Command::AllocationEnded(record) => self.ended.push(*record),
+                Command::AllocationEnded(record) => {
+                    assert!(
+                        !self.fast.iter().any(|r| r.allocation == record.allocation),
+                        "usage record ahead of forgetting the fast routes"
+                    );
+                    self.ended.push(*record)
+                }
+                Command::FastRoute(route) => self.fast.push(route),
+                Command::ForgetFastRoutes { allocation } => {
+                    self.fast.retain(|r| r.allocation != allocation);
+                    self.forgotten.push(allocation);
+                }
             }
         }
         out

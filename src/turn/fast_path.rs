@@ -1,0 +1,153 @@
+//! Which channels the kernel may relay by itself (the XDP fast path), decided
+//! here so that it never relays what this core would refuse. A channel
+//! qualifies while it is bound and its peer permitted, for a UDP client over
+//! IPv4 to an IPv4 peer that policy allows outright (a permission limited to
+//! our own relay ports needs the liveness check on every packet). The core
+//! names each route with the moment it stops being valid (the earliest of
+//! the allocation's, the permission's and the channel's expiry) and sends it
+//! again whenever one of them is refreshed; the kernel checks that moment on
+//! every packet, so an expiry stops relaying at once without a timer. When
+//! the allocation ends, its routes are forgotten before its usage record
+//! goes out.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Instant;
+
+use super::usage::Traffic;
+use super::{Command, Transport, TurnCore};
+
+/// One channel the kernel may relay, both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastRoute {
+    pub allocation: u64,
+    pub client: SocketAddrV4,
+    /// Which of our listeners the client talks to.
+    pub listener: u16,
+    /// Where the relay socket is bound (what peers' datagrams arrive at).
+    pub relay: SocketAddrV4,
+    pub peer: SocketAddrV4,
+    pub channel: u16,
+    pub expires: Instant,
+}
+
+impl TurnCore {
+    /// The driver has a fast path: from now on routes are sent as commands.
+    pub fn enable_fast_path(&mut self) {
+        self.fast_path = true;
+    }
+
+    /// Sends the allocation's qualifying routes (again): after a ChannelBind,
+    /// a CreatePermission or a Refresh moved an expiry.
+    pub(super) fn offer_fast_routes(&mut self, id: u64, now: Instant) {
+        if !self.fast_path {
+            return;
+        }
+        let Some(alloc) = self.allocations.get(&id) else {
+            return;
+        };
+        let SocketAddr::V4(client) = alloc.client.addr else {
+            return;
+        };
+        if alloc.client.transport != Transport::Udp || alloc.pending.is_some() {
+            return;
+        }
+        let Some(relay) = alloc.v4.filter(|r| r.bound) else {
+            return;
+        };
+        let SocketAddr::V4(relay) = relay.bind else {
+            return;
+        };
+        if relay.ip().is_unspecified() {
+            return;
+        }
+        let mut routes = Vec::new();
+        for ch in alloc.channels.iter().filter(|c| c.expires > now) {
+            let SocketAddr::V4(peer) = ch.peer else {
+                continue;
+            };
+            let Some(perm) = alloc.permission(ch.peer.ip(), now) else {
+                continue;
+            };
+            if perm.relay_only {
+                continue;
+            }
+            routes.push(FastRoute {
+                allocation: id,
+                client,
+                listener: alloc.client.listener,
+                relay,
+                peer,
+                channel: ch.number,
+                expires: alloc.expires.min(perm.expires).min(ch.expires),
+            });
+        }
+        if routes.is_empty() {
+            return;
+        }
+        self.fast_allocations.insert(id);
+        self.commands
+            .extend(routes.into_iter().map(Command::FastRoute));
+    }
+
+    /// Takes the allocation's routes out of the kernel, ahead of its usage
+    /// record so that the record can include the last of its fast traffic.
+    pub(super) fn forget_fast_routes(&mut self, id: u64) {
+        if self.fast_allocations.remove(&id) {
+            self.commands
+                .push_back(Command::ForgetFastRoutes { allocation: id });
+        }
+    }
+
+    /// Traffic the kernel relayed for an allocation: into the counters and
+    /// its usage, as if user space had relayed it.
+    pub fn note_fast_traffic(&mut self, id: u64, t: Traffic) {
+        let u = Transport::Udp.index();
+        self.stats.packets_to_peer[u] += t.packets_to_peer;
+        self.stats.bytes_to_peer[u] += t.bytes_to_peer;
+        self.stats.packets_to_client[u] += t.packets_to_client;
+        self.stats.bytes_to_client[u] += t.bytes_to_client;
+        if let Some(alloc) = self.allocations.get_mut(&id) {
+            let mine = &mut alloc.usage.traffic;
+            mine.packets_to_peer += t.packets_to_peer;
+            mine.bytes_to_peer += t.bytes_to_peer;
+            mine.packets_to_client += t.packets_to_client;
+            mine.bytes_to_client += t.bytes_to_client;
+        }
+    }
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl TurnCore {
+    /// Err when the kernel, holding `route`, would relay something this core
+    /// refuses now: the simulator's check that the fast path never widens
+    /// what user space allows.
+    pub fn would_relay(&self, route: &FastRoute, now: Instant) -> Result<(), String> {
+        if route.expires <= now {
+            return Ok(());
+        }
+        let alloc = self
+            .allocations
+            .get(&route.allocation)
+            .ok_or_else(|| format!("fast route for gone allocation {}", route.allocation))?;
+        let peer = SocketAddr::V4(route.peer);
+        let channel = alloc
+            .channel(route.channel, now)
+            .filter(|c| c.peer == peer)
+            .ok_or_else(|| format!("fast route without its channel: {route:?}"))?;
+        let perm = alloc
+            .permission(peer.ip(), now)
+            .filter(|p| !p.relay_only)
+            .ok_or_else(|| format!("fast route without a permission: {route:?}"))?;
+        if route.expires > alloc.expires.min(perm.expires).min(channel.expires) {
+            return Err(format!(
+                "fast route outlives its allocation, permission or channel: {route:?}"
+            ));
+        }
+        if alloc.client.addr != SocketAddr::V4(route.client)
+            || alloc.client.transport != Transport::Udp
+        {
+            return Err(format!("fast route for another client: {route:?}"));
+        }
+        Ok(())
+    }
+}

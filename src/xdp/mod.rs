@@ -1,0 +1,267 @@
+//! The XDP fast path: bpf/relay.bpf.c, built by build.rs with clang, loaded
+//! and attached with aya (a pure-Rust loader: no libbpf at run time, and the
+//! daemon still builds and runs where clang is absent). The program relays
+//! bound channels of UDP clients over IPv4 in the driver; the TURN core
+//! decides which channels qualify (`turn::fast_path`) and the workers put
+//! them in the maps here and take them out.
+//!
+//! One `FastPath` serves every worker: the maps are the kernel's, and a map
+//! update is a syscall either way, so a mutex around the handles costs
+//! nothing next to it. Nothing on the user-space packet path touches it.
+
+pub mod maps;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::daemon::RelayAddrs;
+use crate::turn::fast_path::FastRoute;
+use crate::turn::usage::Traffic;
+use maps::{ClientKey, PeerKey};
+
+/// `turn.xdp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpSetting {
+    Off,
+    /// Attach when possible; say why not otherwise.
+    Auto,
+    /// Refuse to start without the fast path.
+    On,
+}
+
+/// Why the fast path is not attached, in words for the log.
+#[derive(Debug)]
+pub struct NotAttached(pub String);
+
+impl std::fmt::Display for NotAttached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Attaches the fast path as `turn.xdp` asks. `Ok(None)`: off, or `auto`
+/// could not (logged); `Err`: `on` could not.
+pub fn start(cfg: &Config, relay: &RelayAddrs) -> anyhow::Result<Option<std::sync::Arc<FastPath>>> {
+    let setting = cfg.turn.xdp;
+    if setting == XdpSetting::Off {
+        return Ok(None);
+    }
+    match FastPath::attach(&cfg.turn.xdp_interface, relay.v4.bind) {
+        Ok(fp) => {
+            tracing::info!(
+                interface = %fp.interface,
+                mode = fp.mode,
+                "XDP fast path attached: bound channels of UDP clients over IPv4 are relayed in the kernel"
+            );
+            Ok(Some(std::sync::Arc::new(fp)))
+        }
+        Err(why) if setting == XdpSetting::Auto => {
+            tracing::info!(
+                "XDP fast path not attached (turn.xdp = \"auto\"): {why}; relaying in user space"
+            );
+            Ok(None)
+        }
+        Err(why) => Err(anyhow::anyhow!(
+            "turn.xdp = \"on\" but the XDP fast path cannot be attached: {why}"
+        )),
+    }
+}
+
+/// The loaded program, attached to one interface, and its maps.
+pub struct FastPath {
+    pub interface: String,
+    /// "native" (in the driver) or "generic" (the kernel's fallback, slower).
+    pub mode: &'static str,
+    clock: MonoClock,
+    maps: Mutex<loaded::Maps>,
+}
+
+impl FastPath {
+    fn attach(interface: &str, relay: IpAddr) -> Result<FastPath, NotAttached> {
+        let IpAddr::V4(relay) = relay else {
+            return Err(NotAttached("the relay address is not IPv4".into()));
+        };
+        if relay.is_unspecified() {
+            return Err(NotAttached(
+                "turn.relay_ip is unspecified (0.0.0.0); the fast path needs the relay's own address".into(),
+            ));
+        }
+        let interface = if interface.is_empty() {
+            interface_of(relay)?
+        } else {
+            interface.to_owned()
+        };
+        if interface == "lo" {
+            return Err(NotAttached(
+                "the relay address is on loopback, which has no XDP fast path".into(),
+            ));
+        }
+        let own = own_addresses(&interface);
+        let mtu = std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(1500);
+        let (maps, mode) = loaded::load(&interface, &own, mtu)?;
+        Ok(FastPath {
+            interface,
+            mode,
+            clock: MonoClock::new(),
+            maps: Mutex::new(maps),
+        })
+    }
+
+    /// Puts (or refreshes) a route in the kernel; false when the maps are
+    /// full, in which case the channel stays in user space.
+    pub fn install(
+        &self,
+        r: &FastRoute,
+        server: Option<SocketAddrV4>,
+        server_port: u16,
+    ) -> Option<(ClientKey, PeerKey)> {
+        let (ck, cr, pk, pr) = maps::entries(r, server, server_port, self.clock.ns(r.expires));
+        let mut m = self.maps.lock().ok()?;
+        m.install(ck, cr, pk, pr, r.allocation).then_some((ck, pk))
+    }
+
+    /// Takes an allocation's routes out; returns what the kernel relayed for
+    /// it in all.
+    pub fn forget(&self, allocation: u64, keys: &[(ClientKey, PeerKey)]) -> Traffic {
+        let Ok(mut m) = self.maps.lock() else {
+            return Traffic::default();
+        };
+        m.forget(allocation, keys).into()
+    }
+
+    /// Packets per verdict since attaching (maps::VERDICTS order).
+    pub fn verdicts(&self) -> [u64; 8] {
+        self.maps.lock().map(|m| m.verdicts()).unwrap_or_default()
+    }
+
+    /// What the kernel relayed for an allocation so far.
+    pub fn traffic(&self, allocation: u64) -> Traffic {
+        self.maps
+            .lock()
+            .map(|m| m.traffic(allocation).into())
+            .unwrap_or_default()
+    }
+}
+
+/// Converts `Instant`s to the kernel's CLOCK_MONOTONIC nanoseconds
+/// (`bpf_ktime_get_ns`), which is the clock `Instant` reads on Linux.
+struct MonoClock {
+    base: Instant,
+    base_ns: u64,
+}
+
+impl MonoClock {
+    fn new() -> MonoClock {
+        let base = Instant::now();
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        MonoClock {
+            base,
+            base_ns: (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64,
+        }
+    }
+
+    fn ns(&self, t: Instant) -> u64 {
+        match t.checked_duration_since(self.base) {
+            Some(d) => self.base_ns.saturating_add(d.as_nanos() as u64),
+            None => self
+                .base_ns
+                .saturating_sub(self.base.duration_since(t).as_nanos() as u64),
+        }
+    }
+}
+
+fn interface_of(ip: Ipv4Addr) -> Result<String, NotAttached> {
+    let list = if_addrs::get_if_addrs()
+        .map_err(|e| NotAttached(format!("cannot list interfaces: {e}")))?;
+    list.into_iter()
+        .find(|i| i.ip() == IpAddr::V4(ip))
+        .map(|i| i.name)
+        .ok_or_else(|| {
+            NotAttached(format!(
+                "no interface has the relay address {ip}; set turn.xdp_interface"
+            ))
+        })
+}
+
+fn own_addresses(interface: &str) -> Vec<Ipv4Addr> {
+    if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.name == interface)
+        .filter_map(|i| match i.ip() {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+#[cfg(natbridge_xdp)]
+mod loaded;
+
+#[cfg(not(natbridge_xdp))]
+mod loaded {
+    //! This build has no program: clang was missing when it was built.
+    use super::NotAttached;
+    use super::maps::*;
+
+    pub struct Maps;
+
+    pub fn load(
+        _: &str,
+        _: &[std::net::Ipv4Addr],
+        _: u32,
+    ) -> Result<(Maps, &'static str), NotAttached> {
+        Err(NotAttached(
+            "this natbridge was built without it (clang was not found at build time)".into(),
+        ))
+    }
+
+    impl Maps {
+        pub fn install(
+            &mut self,
+            _: ClientKey,
+            _: ClientRoute,
+            _: PeerKey,
+            _: PeerRoute,
+            _: u64,
+        ) -> bool {
+            false
+        }
+        pub fn forget(&mut self, _: u64, _: &[(ClientKey, PeerKey)]) -> KernelTraffic {
+            KernelTraffic::default()
+        }
+        pub fn traffic(&self, _: u64) -> KernelTraffic {
+            KernelTraffic::default()
+        }
+        pub fn verdicts(&self) -> [u64; 8] {
+            [0; 8]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn instants_become_monotonic_nanoseconds() {
+        let c = MonoClock::new();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(5);
+        assert_eq!(c.ns(later) - c.ns(now), 5_000_000_000);
+        let earlier = c.base - Duration::from_millis(1);
+        assert_eq!(c.base_ns - c.ns(earlier), 1_000_000);
+    }
+}
