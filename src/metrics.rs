@@ -10,15 +10,16 @@ use crate::turn::Transport;
 use crate::turn::stats::{AuthFailure, Redirect, Stats};
 use crate::turn::usage::{DURATION_BUCKETS, EndReason, EndStats};
 
-struct Out(String);
+/// Prometheus text format, one family at a time.
+pub(crate) struct Out(pub(crate) String);
 
 impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+    pub(crate) fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}");
         let _ = writeln!(self.0, "# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
         self.0.push_str(name);
         if !labels.is_empty() {
             self.0.push('{');
@@ -33,7 +34,7 @@ impl Out {
         let _ = writeln!(self.0, " {value}");
     }
 
-    fn single(&mut self, name: &str, kind: &str, help: &str, value: u64) {
+    pub(crate) fn single(&mut self, name: &str, kind: &str, help: &str, value: u64) {
         self.family(name, kind, help);
         self.sample(name, &[], value);
     }

@@ -468,6 +468,7 @@ impl Daemon {
             .serve
             .replace(conn_limits(cfg), trusted_proxies(cfg));
         self.batch_delay.set(cfg.turn.batch_delay_us);
+        crate::xdp::reconfigure(cfg);
         apply_alternates(&self.alternates, cfg, resolve_relay_addrs(cfg));
         cfg.turn
             .alternate_servers

@@ -26,7 +26,8 @@ fn render(state: &AppState) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&turn, &state.signal, &state.stream_queues, draining),
+        crate::metrics::render(&turn, &state.signal, &state.stream_queues, draining)
+            + &crate::xdp::metrics::render(),
     )
         .into_response()
 }

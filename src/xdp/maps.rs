@@ -72,7 +72,9 @@ pub struct KernelTraffic {
 }
 
 /// Why packets went the way they did: the index in the program's per-CPU
-/// VERDICTS array, and the `reason` label of natbridge_xdp_packets_total.
+/// VERDICTS array, and the `verdict` label of natbridge_xdp_packets_total.
+/// Every IPv4 UDP packet without options or fragments is counted once:
+/// whatever is not relayed (STUN, other services too) counts as `no_route`.
 pub const VERDICTS: [&str; 8] = [
     "relayed_to_peer",
     "relayed_to_client",

@@ -10,9 +10,10 @@
 //! nothing next to it. Nothing on the user-space packet path touches it.
 
 pub mod maps;
+pub mod metrics;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::Config;
@@ -44,7 +45,7 @@ impl std::fmt::Display for NotAttached {
 
 /// Attaches the fast path as `turn.xdp` asks. `Ok(None)`: off, or `auto`
 /// could not (logged); `Err`: `on` could not.
-pub fn start(cfg: &Config, relay: &RelayAddrs) -> anyhow::Result<Option<std::sync::Arc<FastPath>>> {
+pub fn start(cfg: &Config, relay: &RelayAddrs) -> anyhow::Result<Option<Arc<FastPath>>> {
     let setting = cfg.turn.xdp;
     if setting == XdpSetting::Off {
         return Ok(None);
@@ -56,7 +57,11 @@ pub fn start(cfg: &Config, relay: &RelayAddrs) -> anyhow::Result<Option<std::syn
                 mode = fp.mode,
                 "XDP fast path attached: bound channels of UDP clients over IPv4 are relayed in the kernel"
             );
-            Ok(Some(std::sync::Arc::new(fp)))
+            let fp = Arc::new(fp);
+            if let Ok(mut a) = ATTACHED.lock() {
+                *a = Some(fp.clone());
+            }
+            Ok(Some(fp))
         }
         Err(why) if setting == XdpSetting::Auto => {
             tracing::info!(
@@ -76,7 +81,32 @@ pub struct FastPath {
     /// "native" (in the driver) or "generic" (the kernel's fallback, slower).
     pub mode: &'static str,
     clock: MonoClock,
-    maps: Mutex<loaded::Maps>,
+    /// `None` once detached (a reload with `turn.xdp = "off"`): the workers'
+    /// routes then go nowhere and everything is relayed in user space.
+    maps: Mutex<Option<loaded::Maps>>,
+}
+
+/// The attached fast path, for /metrics and reloads.
+static ATTACHED: Mutex<Option<Arc<FastPath>>> = Mutex::new(None);
+
+/// The fast path this process attached, if any.
+pub fn attached() -> Option<Arc<FastPath>> {
+    ATTACHED.lock().ok().and_then(|a| a.clone())
+}
+
+/// Applies a reload: `off` detaches now; turning it on needs a restart.
+pub fn reconfigure(cfg: &Config) {
+    let current = attached();
+    match (cfg.turn.xdp, current) {
+        (XdpSetting::Off, Some(fp)) if fp.is_attached() => {
+            fp.detach();
+            tracing::info!(interface = %fp.interface, "XDP fast path detached (turn.xdp = \"off\"); relaying in user space");
+        }
+        (XdpSetting::Auto | XdpSetting::On, None) => {
+            tracing::info!("turn.xdp: attaching the fast path takes a restart");
+        }
+        _ => {}
+    }
 }
 
 impl FastPath {
@@ -109,7 +139,7 @@ impl FastPath {
             interface,
             mode,
             clock: MonoClock::new(),
-            maps: Mutex::new(maps),
+            maps: Mutex::new(Some(maps)),
         })
     }
 
@@ -122,29 +152,50 @@ impl FastPath {
         server_port: u16,
     ) -> Option<(ClientKey, PeerKey)> {
         let (ck, cr, pk, pr) = maps::entries(r, server, server_port, self.clock.ns(r.expires));
-        let mut m = self.maps.lock().ok()?;
+        let mut guard = self.maps.lock().ok()?;
+        let m = guard.as_mut()?;
         m.install(ck, cr, pk, pr, r.allocation).then_some((ck, pk))
     }
 
     /// Takes an allocation's routes out; returns what the kernel relayed for
     /// it in all.
     pub fn forget(&self, allocation: u64, keys: &[(ClientKey, PeerKey)]) -> Traffic {
-        let Ok(mut m) = self.maps.lock() else {
+        let Ok(mut guard) = self.maps.lock() else {
             return Traffic::default();
         };
-        m.forget(allocation, keys).into()
+        match guard.as_mut() {
+            Some(m) => m.forget(allocation, keys).into(),
+            None => Traffic::default(),
+        }
+    }
+
+    pub fn is_attached(&self) -> bool {
+        self.maps.lock().is_ok_and(|m| m.is_some())
+    }
+
+    /// Detaches the program and frees its maps. Traffic the kernel relayed
+    /// since the workers' last fold is not counted.
+    pub fn detach(&self) {
+        if let Ok(mut m) = self.maps.lock() {
+            m.take();
+        }
     }
 
     /// Packets per verdict since attaching (maps::VERDICTS order).
     pub fn verdicts(&self) -> [u64; 8] {
-        self.maps.lock().map(|m| m.verdicts()).unwrap_or_default()
+        self.maps
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().map(|m| m.verdicts()))
+            .unwrap_or_default()
     }
 
     /// What the kernel relayed for an allocation so far.
     pub fn traffic(&self, allocation: u64) -> Traffic {
         self.maps
             .lock()
-            .map(|m| m.traffic(allocation).into())
+            .ok()
+            .and_then(|m| m.as_ref().map(|m| m.traffic(allocation).into()))
             .unwrap_or_default()
     }
 }
