@@ -49,3 +49,4 @@ mod turn_stream_https;
 mod turn_stream_limits;
 mod turn_stream_tls;
 mod webhooks;
+mod xdp;

@@ -51,6 +51,14 @@ impl RawClient<Datagram> {
         RawClient::over(Datagram { sock, server })
     }
 
+    /// A client on a socket bound elsewhere (in another network namespace).
+    pub fn on_socket(sock: std::net::UdpSocket, server: SocketAddr) -> UdpClient {
+        sock.set_nonblocking(true)
+            .expect("non-blocking client socket");
+        let sock = UdpSocket::from_std(sock).expect("register client socket");
+        RawClient::over(Datagram { sock, server })
+    }
+
     pub fn sock(&self) -> &UdpSocket {
         &self.io.sock
     }

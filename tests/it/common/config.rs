@@ -42,6 +42,8 @@ pub struct Config {
     /// TOML appended verbatim after `[http] listen = ...`: further `[http]` keys
     /// first (no header), then other sections such as `[signaling]`.
     pub extra_toml: String,
+    /// TOML appended verbatim at the end of `[turn]`.
+    pub turn_extra_toml: String,
     /// `turn.tcp`; `None` = the daemon's default (on).
     pub tcp: Option<bool>,
     /// `turn.tls_listen`; an address with port 0 gets a free TCP port at start
@@ -87,6 +89,7 @@ impl Default for Config {
             log_format: "text".to_string(),
             http: None,
             extra_toml: String::new(),
+            turn_extra_toml: String::new(),
             tcp: None,
             tls_listen: Vec::new(),
             max_stream_connections: None,
@@ -166,6 +169,7 @@ impl Config {
                 .collect();
             let _ = writeln!(w, "alternate_servers = {}", toml_list(&alt));
         }
+        let _ = writeln!(w, "{}", self.turn_extra_toml);
         let _ = writeln!(w, "\n[auth]");
         let _ = writeln!(w, "secrets = {}", toml_list(&self.secrets));
         if let Some(v) = self.credential_ttl {

@@ -17,6 +17,7 @@ mod daemon;
 mod echo;
 mod hook_receiver;
 pub mod http;
+pub mod netns;
 mod ports;
 mod process;
 mod redis;
