@@ -29,7 +29,7 @@ fn denied(e: impl std::fmt::Display) -> NotAttached {
     let s = e.to_string();
     if s.contains("Operation not permitted") || s.contains("EPERM") {
         NotAttached(format!(
-            "{s}: the process needs CAP_BPF and CAP_NET_ADMIN (docs/operations.md, \"XDP fast path\")"
+            "{s}: the process needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (docs/operations.md, \"XDP fast path\")"
         ))
     } else {
         NotAttached(s)

@@ -129,6 +129,13 @@ impl FastPath {
                 "the relay address is on loopback, which has no XDP fast path".into(),
             ));
         }
+        let missing = missing_capabilities();
+        if !missing.is_empty() {
+            return Err(NotAttached(format!(
+                "the process lacks {} (docs/operations.md, \"XDP fast path\", says what to grant)",
+                missing.join(", ")
+            )));
+        }
         let own = own_addresses(&interface);
         let mtu = std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
             .ok()
@@ -230,6 +237,26 @@ impl MonoClock {
                 .saturating_sub(self.base.duration_since(t).as_nanos() as u64),
         }
     }
+}
+
+/// What loading and attaching needs: CAP_BPF to load, CAP_PERFMON for the
+/// packet-pointer arithmetic the verifier allows only to it, CAP_NET_ADMIN to
+/// attach. Checked up front so the log says which is missing rather than
+/// relaying the verifier's words.
+fn missing_capabilities() -> Vec<&'static str> {
+    let effective = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    [(39, "CAP_BPF"), (38, "CAP_PERFMON"), (12, "CAP_NET_ADMIN")]
+        .into_iter()
+        .filter(|(bit, _)| effective & (1u64 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect()
 }
 
 fn interface_of(ip: Ipv4Addr) -> Result<String, NotAttached> {
