@@ -298,3 +298,46 @@ async fn detaching_on_reload_leaves_traffic_flowing_through_user_space() {
         "user space relays now: the stack saw {stack} datagrams"
     );
 }
+
+#[tokio::test]
+async fn malformed_channel_data_goes_to_user_space_which_answers_it_as_before() {
+    let Some(net) = Net::create() else { return };
+    let d = net.start_daemon(config());
+    let mut c = call(&net, &d, "xdp-hostile").await;
+    let frame = |len: u16, body: &[u8]| {
+        let mut f = CHANNEL.to_be_bytes().to_vec();
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    };
+    let passed = || d.metric(&net, "natbridge_xdp_packets_total", "verdict=\"padded\"");
+    let before = passed();
+    // Padded (UDP allows it): user space relays the announced bytes.
+    c.client.send_raw(&frame(3, b"abcd")).await;
+    assert_eq!(
+        recv_from_relay(&mut c, WAIT).await.as_deref(),
+        Some(&b"abc"[..])
+    );
+    // Announcing more than it carries, or a header alone: dropped.
+    c.client.send_raw(&frame(100, b"short")).await;
+    c.client.send_raw(&frame(1, b"")).await;
+    assert_eq!(recv_from_relay(&mut c, SILENCE).await, None);
+    assert!(passed() >= before + 2, "the kernel left them to user space");
+    // A channel nobody bound, a number outside every range, a runt.
+    let unbound = [0x40, 0x07, 0, 2, b'x', b'y'];
+    for bytes in [&unbound[..], &[0x80, 0, 0, 0], &[0x40]] {
+        c.client.send_raw(bytes).await;
+    }
+    assert_eq!(recv_from_relay(&mut c, SILENCE).await, None);
+    // And the channel still relays, in the kernel.
+    let relayed = xdp_relayed(&net, &d);
+    assert_eq!(
+        to_peer(&mut c, b"still").await.as_deref(),
+        Some(&b"still"[..])
+    );
+    assert_eq!(
+        to_client(&mut c, b"here").await.as_deref(),
+        Some(&b"here"[..])
+    );
+    assert!(xdp_relayed(&net, &d) >= relayed + 2);
+}
