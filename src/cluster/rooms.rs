@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use serde_json::Value;
 
 use super::event::Event;
 use super::local::NotHere;
@@ -311,7 +310,7 @@ impl Cluster {
         from: &str,
         to: &str,
         kind: SignalKind,
-        payload: &Value,
+        payload: &crate::signal::fields::Payload,
     ) -> Result<(), ProtoError> {
         let text = signal_message(from, to, kind, payload)?;
         if !plausible_id(to) {

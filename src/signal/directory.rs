@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
 
 use super::protocol::{ProtoError, SignalKind};
 use super::rooms::{Connection, Joined, PeerInfo, Registry, RoomInfo};
@@ -84,7 +83,7 @@ impl Directory {
         from: &str,
         to: &str,
         kind: SignalKind,
-        payload: &Value,
+        payload: &crate::signal::fields::Payload,
     ) -> Result<(), ProtoError> {
         match self {
             Directory::Local(r) => r.signal(from, to, kind, payload),

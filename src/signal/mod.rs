@@ -3,6 +3,7 @@
 
 pub mod directory;
 pub mod error_code;
+pub mod fields;
 pub mod ice;
 pub mod jwt;
 pub mod limits;

@@ -2,8 +2,9 @@
 //! messages with precise error codes, and building server messages.
 
 use super::error_code::ErrorCode;
+use super::fields::{Fields, Payload};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub const VERSION: u64 = 1;
 pub const SUBPROTOCOL: &str = "natbridge.v1";
@@ -62,7 +63,7 @@ pub enum ClientMessage {
     Signal {
         to: String,
         kind: SignalKind,
-        payload: Value,
+        payload: Payload,
     },
     State {
         audio: Option<bool>,
@@ -98,22 +99,11 @@ pub struct Envelope {
 /// Parses one text frame. On failure, returns the id when one could be read so
 /// the error can still echo it.
 pub fn parse(text: &str) -> Result<Envelope, (Option<Value>, ProtoError)> {
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        (
-            None,
-            ProtoError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")),
-        )
-    })?;
-    let Value::Object(obj) = value else {
-        return Err((
-            None,
-            ProtoError::new(ErrorCode::BadJson, "a message must be a JSON object"),
-        ));
-    };
-    let id = match obj.get("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= 64 => Some(Value::String(s.clone())),
-        Some(Value::Number(n)) => Some(Value::Number(n.clone())),
+    let obj = Fields::parse(text).map_err(|reason| (None, ProtoError::new(ErrorCode::BadJson, reason)))?;
+    let id = match obj.value("id") {
+        None => None,
+        Some(Value::String(s)) if s.len() <= 64 => Some(Value::String(s)),
+        Some(Value::Number(n)) => Some(Value::Number(n)),
         Some(_) => {
             return Err((
                 None,
@@ -132,8 +122,8 @@ pub fn parse(text: &str) -> Result<Envelope, (Option<Value>, ProtoError)> {
         .map_err(|e| (id, e))
 }
 
-fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
-    match obj.get("v") {
+fn parse_body(obj: &Fields) -> Result<ClientMessage, ProtoError> {
+    match obj.value("v") {
         None => {}
         Some(v) if v.as_u64() == Some(VERSION) => {}
         Some(v) => {
@@ -146,8 +136,8 @@ fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
             ));
         }
     }
-    let typ = match obj.get("type") {
-        Some(Value::String(t)) => t.as_str(),
+    let typ = match obj.value("type") {
+        Some(Value::String(t)) => t,
         Some(_) => {
             return Err(ProtoError::new(
                 ErrorCode::BadMessage,
@@ -161,7 +151,7 @@ fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
             ));
         }
     };
-    Ok(match typ {
+    Ok(match typ.as_str() {
         "join" => ClientMessage::Join {
             room: required_str(obj, "room")?,
             name: optional_str(obj, "name")?,
@@ -188,7 +178,7 @@ fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
             ClientMessage::Signal {
                 to: required_str(obj, "to")?,
                 kind,
-                payload: obj.get("payload").cloned().unwrap_or(Value::Null),
+                payload: Payload::new(obj.raw("payload")),
             }
         }
         "state" => ClientMessage::State {
@@ -197,7 +187,7 @@ fn parse_body(obj: &Map<String, Value>) -> Result<ClientMessage, ProtoError> {
             screen: optional_bool(obj, "screen")?,
         },
         "ping" => ClientMessage::Ping {
-            t: obj.get("t").cloned().unwrap_or(Value::Null),
+            t: obj.value("t").unwrap_or(Value::Null),
         },
         "ice.refresh" => ClientMessage::IceRefresh,
         other => {
@@ -224,15 +214,15 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-fn required_str(obj: &Map<String, Value>, key: &str) -> Result<String, ProtoError> {
+fn required_str(obj: &Fields, key: &str) -> Result<String, ProtoError> {
     optional_str(obj, key)?
         .ok_or_else(|| ProtoError::new(ErrorCode::BadMessage, format!("missing field: {key}")))
 }
 
-fn optional_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, ProtoError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+fn optional_str(obj: &Fields, key: &str) -> Result<Option<String>, ProtoError> {
+    match obj.value(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(ProtoError::new(
             ErrorCode::BadMessage,
             format!("field {key} must be a string"),
@@ -240,10 +230,10 @@ fn optional_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, P
     }
 }
 
-fn optional_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ProtoError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
+fn optional_bool(obj: &Fields, key: &str) -> Result<Option<bool>, ProtoError> {
+    match obj.value(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(b)),
         Some(_) => Err(ProtoError::new(
             ErrorCode::BadMessage,
             format!("field {key} must be a boolean"),
@@ -290,7 +280,7 @@ pub fn signal_message(
     from: &str,
     to: &str,
     kind: SignalKind,
-    payload: &Value,
+    payload: &Payload,
 ) -> Result<String, ProtoError> {
     if from == to {
         return Err(ProtoError::new(
@@ -298,10 +288,18 @@ pub fn signal_message(
             "cannot signal yourself",
         ));
     }
-    Ok(
-        json!({"type": "signal", "from": from, "kind": kind.as_str(), "payload": payload})
-            .to_string(),
-    )
+    // Written out in one buffer: the payload goes through as it came.
+    let from = Value::String(from.to_owned()).to_string();
+    let payload = payload.json();
+    let mut text = String::with_capacity(60 + from.len() + payload.len());
+    text.push_str(r#"{"type":"signal","from":"#);
+    text.push_str(&from);
+    text.push_str(r#","kind":""#);
+    text.push_str(kind.as_str());
+    text.push_str(r#"","payload":"#);
+    text.push_str(payload);
+    text.push('}');
+    Ok(text)
 }
 
 pub fn bye(reason: &str, retry_after_ms: Option<u64>) -> Value {
@@ -352,7 +350,7 @@ mod tests {
             ClientMessage::Signal {
                 to: "x".into(),
                 kind: SignalKind::Offer,
-                payload: json!({"sdp": "v=0"})
+                payload: Payload::from_value(&json!({"sdp": "v=0"}))
             }
         );
         assert!(parse(r#"{"type":"ping","v":1}"#).is_ok());

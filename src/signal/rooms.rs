@@ -371,7 +371,7 @@ impl Registry {
         from: &str,
         to: &str,
         kind: SignalKind,
-        payload: &Value,
+        payload: &crate::signal::fields::Payload,
     ) -> Result<(), ProtoError> {
         // Serialized before taking the lock: every session's signals go
         // through this one lock, so it is held only for the lookup.

@@ -50,6 +50,25 @@ struct Session {
     ice_due: Option<Instant>,
 }
 
+/// Frames written together at most, so one busy connection cannot hold the
+/// writer (and its queue's bytes) for long.
+const WRITE_BATCH: usize = 32;
+
+/// The WebSocket frame for a queued item, and whether it is the last.
+fn frame_of(out: Outbound) -> (Message, bool) {
+    match out {
+        Outbound::Text(t) => (Message::Text(t.into()), false),
+        Outbound::Ping => (Message::Ping(Default::default()), false),
+        Outbound::Close(code, reason) => (
+            Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+            true,
+        ),
+    }
+}
+
 pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlot) {
     let limits = ctx.limits();
     let conn_id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -62,24 +81,38 @@ pub async fn run(socket: WebSocket, ctx: Arc<SignalContext>, slot: ConnectionSlo
         kill.clone(),
     );
     let writer = tokio::spawn(async move {
-        while let Some((out, taken)) = rx.recv().await {
-            // The frame's bytes stay charged until it is written: a client
-            // that does not read keeps them held, and they must count.
-            let (frame, last) = match out {
-                Outbound::Text(t) => (Message::Text(t.into()), false),
-                Outbound::Ping => (Message::Ping(Default::default()), false),
-                Outbound::Close(code, reason) => (
-                    Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    })),
-                    true,
-                ),
-            };
-            let sent = sink.send(frame).await;
-            rx.done(taken);
-            if last || sent.is_err() {
-                break;
+        let mut written = Vec::new();
+        'connection: while let Some(first) = rx.recv().await {
+            // Frames queued meanwhile go out with the first one, in one
+            // write: a peer receiving a burst of candidates costs one
+            // syscall, not one each.
+            let mut next = Some(first);
+            let mut last = false;
+            let mut failed = false;
+            while let Some((out, taken)) = next.take() {
+                let (frame, end) = frame_of(out);
+                // The frame's bytes stay charged until it is written: a
+                // client that does not read keeps them held, and they must
+                // count.
+                written.push(taken);
+                if sink.feed(frame).await.is_err() {
+                    failed = true;
+                    break;
+                }
+                if end {
+                    last = true;
+                    break;
+                }
+                if written.len() < WRITE_BATCH {
+                    next = rx.try_recv();
+                }
+            }
+            let flushed = !failed && sink.flush().await.is_ok();
+            for taken in written.drain(..) {
+                rx.done(taken);
+            }
+            if last || !flushed {
+                break 'connection;
             }
         }
         let _ = sink.close().await;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::*;
+use crate::signal::fields::Payload;
 use crate::connections::ConnectionCounter;
 use crate::signal::outbox::{self, Inbox, Outbound};
 
@@ -130,7 +131,7 @@ fn signals_keep_their_order_and_carry_the_sender_the_server_knows() {
                 &a.peer_id,
                 &b.peer_id,
                 SignalKind::Candidate,
-                &json!({"seq": seq}),
+                &Payload::from_value(&json!({"seq": seq})),
             )
             .unwrap();
     }
@@ -142,13 +143,13 @@ fn signals_keep_their_order_and_carry_the_sender_the_server_knows() {
     }
     let err = h
         .registry
-        .signal(&a.peer_id, &a.peer_id, SignalKind::Offer, &json!({}))
+        .signal(&a.peer_id, &a.peer_id, SignalKind::Offer, &Payload::from_value(&json!({})))
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::SelfSignal);
     let (c, _cc) = h.join("elsewhere", "carol");
     let err = h
         .registry
-        .signal(&a.peer_id, &c.peer_id, SignalKind::Offer, &json!({}))
+        .signal(&a.peer_id, &c.peer_id, SignalKind::Offer, &Payload::from_value(&json!({})))
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownPeer, "no signals across rooms");
 }
@@ -166,7 +167,7 @@ fn a_dropped_peer_resumes_with_its_queued_signals_and_the_others_see_nothing() {
                 &a.peer_id,
                 &b.peer_id,
                 SignalKind::Candidate,
-                &json!({"seq": seq}),
+                &Payload::from_value(&json!({"seq": seq})),
             )
             .unwrap();
     }
@@ -266,7 +267,7 @@ fn a_peer_that_does_not_read_is_cut_off_and_the_sender_told() {
     for n in 0..10 {
         if let Err(e) = h
             .registry
-            .signal(&a.peer_id, &b.peer_id, SignalKind::Offer, &big)
+            .signal(&a.peer_id, &b.peer_id, SignalKind::Offer, &Payload::from_value(&big))
         {
             refused = Some((n, e));
             break;
