@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-
 use super::event::Event;
 use super::local::NotHere;
 use super::value::{int, items, status, text, texts};

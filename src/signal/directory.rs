@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-
 use super::protocol::{ProtoError, SignalKind};
 use super::rooms::{Connection, Joined, PeerInfo, Registry, RoomInfo};
 use crate::budget::Pool;

@@ -33,7 +33,8 @@ impl<'a> Fields<'a> {
 
     /// A field parsed into a tree (small fields only).
     pub fn value(&self, key: &str) -> Option<Value> {
-        self.raw(key).and_then(|r| serde_json::from_str(r.get()).ok())
+        self.raw(key)
+            .and_then(|r| serde_json::from_str(r.get()).ok())
     }
 }
 
@@ -88,8 +89,16 @@ mod tests {
 
     #[test]
     fn what_is_not_an_object_is_told_apart_from_what_is_not_json() {
-        assert_eq!(Fields::parse("[1]").err().unwrap(), "a message must be a JSON object");
-        assert!(Fields::parse("{").err().unwrap().starts_with("invalid JSON"));
+        assert_eq!(
+            Fields::parse("[1]").err().unwrap(),
+            "a message must be a JSON object"
+        );
+        assert!(
+            Fields::parse("{")
+                .err()
+                .unwrap()
+                .starts_with("invalid JSON")
+        );
         // Escaped keys are still found.
         let f = Fields::parse(r#"{"t\u0079pe":"ping"}"#).unwrap();
         assert_eq!(f.value("type"), Some(Value::String("ping".into())));

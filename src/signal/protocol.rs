@@ -99,7 +99,8 @@ pub struct Envelope {
 /// Parses one text frame. On failure, returns the id when one could be read so
 /// the error can still echo it.
 pub fn parse(text: &str) -> Result<Envelope, (Option<Value>, ProtoError)> {
-    let obj = Fields::parse(text).map_err(|reason| (None, ProtoError::new(ErrorCode::BadJson, reason)))?;
+    let obj = Fields::parse(text)
+        .map_err(|reason| (None, ProtoError::new(ErrorCode::BadJson, reason)))?;
     let id = match obj.value("id") {
         None => None,
         Some(Value::String(s)) if s.len() <= 64 => Some(Value::String(s)),

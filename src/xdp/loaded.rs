@@ -46,10 +46,12 @@ fn take<K: aya::Pod, V: aya::Pod>(
     HashMap::try_from(map).map_err(|e| NotAttached(format!("map {name}: {e}")))
 }
 
+/// `native_only`: no fallback to the kernel's generic hook.
 pub fn load(
     interface: &str,
     own: &[Ipv4Addr],
     mtu: u32,
+    native_only: bool,
 ) -> Result<(Maps, &'static str), NotAttached> {
     let mut ebpf = Ebpf::load(OBJECT).map_err(denied)?;
     let mut addresses: HashMap<MapData, u32, u8> = take(&mut ebpf, "OWN_ADDRESSES")?;
@@ -91,6 +93,11 @@ pub fn load(
     // layer, on drivers without XDP support.
     let mode = match program.attach(interface, XdpMode::Driver) {
         Ok(_) => "native",
+        Err(native) if native_only => {
+            return Err(NotAttached(format!(
+                "the driver of {interface} has no native XDP ({native}); set turn.xdp = \"on\" to use the kernel's generic hook"
+            )));
+        }
         Err(native) => match program.attach(interface, XdpMode::Skb) {
             Ok(_) => {
                 tracing::debug!(error = %native, "native XDP refused; attached in generic mode");

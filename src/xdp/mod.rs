@@ -50,7 +50,7 @@ pub fn start(cfg: &Config, relay: &RelayAddrs) -> anyhow::Result<Option<Arc<Fast
     if setting == XdpSetting::Off {
         return Ok(None);
     }
-    match FastPath::attach(&cfg.turn.xdp_interface, relay.v4.bind) {
+    match FastPath::attach(&cfg.turn.xdp_interface, relay.v4.bind, setting) {
         Ok(fp) => {
             tracing::info!(
                 interface = %fp.interface,
@@ -110,7 +110,11 @@ pub fn reconfigure(cfg: &Config) {
 }
 
 impl FastPath {
-    fn attach(interface: &str, relay: IpAddr) -> Result<FastPath, NotAttached> {
+    fn attach(
+        interface: &str,
+        relay: IpAddr,
+        setting: XdpSetting,
+    ) -> Result<FastPath, NotAttached> {
         let IpAddr::V4(relay) = relay else {
             return Err(NotAttached("the relay address is not IPv4".into()));
         };
@@ -129,6 +133,19 @@ impl FastPath {
                 "the relay address is on loopback, which has no XDP fast path".into(),
             ));
         }
+        // A virtual interface is where the program's assumptions may not
+        // hold: a veth forwards what XDP sends only when its peer runs XDP
+        // too, and frames from local senders (containers, VMs on a bridge)
+        // can carry a partial checksum, which the program cannot see and
+        // would corrupt. "auto" leaves them alone; "on" is the operator's
+        // word that the path is fit.
+        let native_only = setting == XdpSetting::Auto;
+        if native_only && is_virtual(&interface) {
+            return Err(NotAttached(format!(
+                "{interface} is a virtual interface (veth, bridge, bond, VLAN, tunnel); \
+                 set turn.xdp = \"on\" to attach there anyway (docs/operations.md, \"XDP fast path\")"
+            )));
+        }
         let missing = missing_capabilities();
         if !missing.is_empty() {
             return Err(NotAttached(format!(
@@ -141,7 +158,7 @@ impl FastPath {
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok())
             .unwrap_or(1500);
-        let (maps, mode) = loaded::load(&interface, &own, mtu)?;
+        let (maps, mode) = loaded::load(&interface, &own, mtu, native_only)?;
         Ok(FastPath {
             interface,
             mode,
@@ -257,6 +274,14 @@ fn missing_capabilities() -> Vec<&'static str> {
         .filter(|(bit, _)| effective & (1u64 << bit) == 0)
         .map(|(_, name)| name)
         .collect()
+}
+
+/// Interfaces with no device behind them (sysfs files them under
+/// devices/virtual).
+fn is_virtual(interface: &str) -> bool {
+    std::fs::canonicalize(format!("/sys/class/net/{interface}"))
+        .map(|p| p.to_string_lossy().contains("/devices/virtual/"))
+        .unwrap_or(true)
 }
 
 fn interface_of(ip: Ipv4Addr) -> Result<String, NotAttached> {

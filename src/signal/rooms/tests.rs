@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::*;
-use crate::signal::fields::Payload;
 use crate::connections::ConnectionCounter;
+use crate::signal::fields::Payload;
 use crate::signal::outbox::{self, Inbox, Outbound};
 
 /// One client's end: its connection id and what the registry queued for it.
@@ -143,13 +143,23 @@ fn signals_keep_their_order_and_carry_the_sender_the_server_knows() {
     }
     let err = h
         .registry
-        .signal(&a.peer_id, &a.peer_id, SignalKind::Offer, &Payload::from_value(&json!({})))
+        .signal(
+            &a.peer_id,
+            &a.peer_id,
+            SignalKind::Offer,
+            &Payload::from_value(&json!({})),
+        )
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::SelfSignal);
     let (c, _cc) = h.join("elsewhere", "carol");
     let err = h
         .registry
-        .signal(&a.peer_id, &c.peer_id, SignalKind::Offer, &Payload::from_value(&json!({})))
+        .signal(
+            &a.peer_id,
+            &c.peer_id,
+            SignalKind::Offer,
+            &Payload::from_value(&json!({})),
+        )
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownPeer, "no signals across rooms");
 }
@@ -265,10 +275,12 @@ fn a_peer_that_does_not_read_is_cut_off_and_the_sender_told() {
     let big = json!({"sdp": "x".repeat(1000)});
     let mut refused = None;
     for n in 0..10 {
-        if let Err(e) = h
-            .registry
-            .signal(&a.peer_id, &b.peer_id, SignalKind::Offer, &Payload::from_value(&big))
-        {
+        if let Err(e) = h.registry.signal(
+            &a.peer_id,
+            &b.peer_id,
+            SignalKind::Offer,
+            &Payload::from_value(&big),
+        ) {
             refused = Some((n, e));
             break;
         }
