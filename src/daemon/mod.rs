@@ -542,6 +542,12 @@ impl Daemon {
         for w in self.workers {
             let _ = w.thread.join();
         }
+        // The workers took their routes out as their allocations ended; the
+        // program goes now rather than with the process.
+        if let Some(fp) = crate::xdp::attached() {
+            fp.detach();
+            tracing::info!(interface = %fp.interface, "XDP fast path detached");
+        }
     }
 }
 
