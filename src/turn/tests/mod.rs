@@ -18,6 +18,7 @@ use super::*;
 
 mod allocations;
 mod alternates;
+mod caps;
 mod hostile;
 mod properties;
 mod relaying;
@@ -61,6 +62,7 @@ fn config(edit: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
         max_permissions: 8,
         max_channels: 8,
         unauth_replies_per_ip: 0,
+        bandwidth: Default::default(),
         policy: PeerPolicy::new(
             &[],
             &[],
