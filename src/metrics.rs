@@ -7,6 +7,7 @@ use std::fmt::Write;
 use crate::budget::{Over, Pool, QueueKind};
 use crate::signal::SignalContext;
 use crate::turn::Transport;
+use crate::turn::bandwidth::Direction;
 use crate::turn::stats::{AuthFailure, Redirect, Stats};
 use crate::turn::usage::{DURATION_BUCKETS, EndReason, EndStats};
 
@@ -170,6 +171,7 @@ pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bo
         &[("reason", "rate_limited")],
         turn.rate_limited,
     );
+    bandwidth_series(&mut o, turn);
     o.single(
         "natbridge_turn_channel_binds_total",
         "counter",
@@ -286,6 +288,29 @@ pub fn render(turn: &Stats, signal: &SignalContext, streams: &Pool, draining: bo
         streams.refused(QueueKind::Send, Over::Queue),
     );
     o.0
+}
+
+/// The bandwidth caps (docs/operations.md, "Bandwidth caps").
+fn bandwidth_series(o: &mut Out, turn: &Stats) {
+    let name = "natbridge_turn_rate_limited_drops_total";
+    o.family(
+        name,
+        "counter",
+        "Relayed datagrams dropped by turn.max_bps or turn.user_max_bps, by direction.",
+    );
+    for dir in Direction::ALL {
+        o.sample(
+            name,
+            &[("direction", dir.as_str())],
+            turn.rate_limited_drops[dir.index()],
+        );
+    }
+    o.single(
+        "natbridge_turn_relayed_bits_per_second",
+        "gauge",
+        "Payload bits per second relayed, both directions, over about the last second: what turn.bps_capacity is compared with.",
+        turn.relayed_bps,
+    );
 }
 
 /// Ended allocations by reason, and the duration histogram (cumulative

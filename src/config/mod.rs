@@ -96,6 +96,15 @@ pub struct TurnSection {
     pub max_channels: u32,
     /// Unauthenticated UDP answers a second per source (0 = unlimited).
     pub unauth_replies_per_ip: u32,
+    /// Bits per second each allocation may relay in each direction; 0 = no
+    /// cap.
+    pub max_bps: u64,
+    /// Bits per second one user's allocations on one worker may relay
+    /// together in each direction; 0 = no cap.
+    pub user_max_bps: u64,
+    /// Bits per second relayed by the whole server above which new
+    /// allocations are refused (486, or 300 to an alternate); 0 = off.
+    pub bps_capacity: u64,
     /// TURN over TCP (RFC 8656) on every `listen` address as well: the same
     /// IP and port, TCP.
     pub tcp: bool,
@@ -331,6 +340,9 @@ impl Default for TurnSection {
             max_permissions: 64,
             max_channels: 128,
             unauth_replies_per_ip: 100,
+            max_bps: 0,
+            user_max_bps: 0,
+            bps_capacity: 0,
             tcp: true,
             tls_listen: Vec::new(),
             max_stream_connections: 10000,

@@ -76,6 +76,11 @@ pub fn core_config(cfg: &Config, relay: RelayAddrs, secrets: Secrets) -> CoreCon
         max_permissions: t.max_permissions as usize,
         max_channels: t.max_channels as usize,
         unauth_replies_per_ip: t.unauth_replies_per_ip,
+        bandwidth: crate::turn::bandwidth::BandwidthConfig {
+            max_bps: t.max_bps,
+            user_max_bps: t.user_max_bps,
+            bps_capacity: t.bps_capacity,
+        },
         policy: PeerPolicy::new(&cfg.peers.allow, &cfg.peers.deny, cfg.peers.allow_lan, own),
     }
 }

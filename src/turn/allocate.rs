@@ -9,6 +9,7 @@ use stun::message::*;
 
 use super::allocation::{Allocation, PendingAllocate, Relay};
 use super::auth::Authenticated;
+use super::bandwidth::AllocationBuckets;
 use super::error::*;
 use super::policy::unmap;
 use super::request::{AllocateRequest, FamilyRequest};
@@ -66,6 +67,14 @@ impl TurnCore {
         let lifetime = self.granted_lifetime(req.lifetime).ok_or(BAD_LIFETIME)?;
         let (even, token) = (req.even_port, req.reservation);
         let user = auth.user();
+        // Relaying more than bps_capacity is full too, in bits rather than
+        // allocations; what already relays keeps going.
+        if self
+            .bandwidth
+            .over_capacity(self.cfg.bandwidth.bps_capacity)
+        {
+            return self.try_alternate(client, tid, movable, Redirect::Bandwidth, QUOTA_REACHED);
+        }
         match self.take_quota(user) {
             Err(e) if e == INSUFFICIENT_CAPACITY => {
                 return self.try_alternate(client, tid, movable, Redirect::Capacity, e);
@@ -108,6 +117,7 @@ impl TurnCore {
                 reservation: None,
             }),
             usage: Usage::new(now.mono, now.unix),
+            caps: AllocationBuckets::new(now.mono),
         };
         if let Err(e) = self.assign_relays(&mut alloc, &wanted, reserved_port, even, now) {
             self.release(&alloc);
@@ -117,6 +127,7 @@ impl TurnCore {
             }
             return Err(e);
         }
+        self.bandwidth.join(&mut alloc.caps, user, now.mono);
         let binds: Vec<Command> = alloc
             .relays()
             .map(|(family, r)| Command::BindRelay {
@@ -475,6 +486,7 @@ impl TurnCore {
                 self.by_user.remove(alloc.user());
             }
         }
+        self.bandwidth.leave(&alloc.caps, alloc.user());
         for (family, r) in alloc.relays() {
             if r.bound {
                 self.shared.live.remove(family, r.bind.port());

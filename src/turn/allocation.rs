@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::bandwidth::AllocationBuckets;
 use super::usage::Usage;
 use super::{ClientAddr, Family};
 
@@ -68,6 +69,9 @@ pub struct Allocation {
     pub pending: Option<PendingAllocate>,
     /// Traffic and peers, for the usage record and the admin API.
     pub usage: Usage,
+    /// Token buckets of `turn.max_bps` and the user's slot for
+    /// `turn.user_max_bps`.
+    pub caps: AllocationBuckets,
 }
 
 impl Allocation {

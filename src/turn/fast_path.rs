@@ -6,7 +6,8 @@
 //! names each route with the moment it stops being valid (the earliest of
 //! the allocation's, the permission's and the channel's expiry) and sends it
 //! again whenever one of them is refreshed; the kernel checks that moment on
-//! every packet, so an expiry stops relaying at once without a timer. When
+//! every packet, so an expiry stops relaying at once without a timer.
+//! Allocations under bandwidth caps stay in user space, which counts them. When
 //! the allocation ends, its routes are forgotten before its usage record
 //! goes out.
 
@@ -39,7 +40,7 @@ impl TurnCore {
     /// Sends the allocation's qualifying routes (again): after a ChannelBind,
     /// a CreatePermission or a Refresh moved an expiry.
     pub(super) fn offer_fast_routes(&mut self, id: u64, now: Instant) {
-        if !self.fast_path {
+        if !self.fast_path || self.capped() {
             return;
         }
         let Some(alloc) = self.allocations.get(&id) else {
@@ -87,6 +88,25 @@ impl TurnCore {
         self.fast_allocations.insert(id);
         self.commands
             .extend(routes.into_iter().map(Command::FastRoute));
+    }
+
+    /// Bandwidth caps are counted in user space, packet by packet: a capped
+    /// allocation keeps its traffic there.
+    fn capped(&self) -> bool {
+        let b = &self.cfg.bandwidth;
+        b.max_bps != 0 || b.user_max_bps != 0
+    }
+
+    /// After a reload: caps that now apply take every route back out (the
+    /// kernel would not count against them); without caps, routes come back
+    /// with the next refresh of each channel or permission.
+    pub(super) fn recheck_fast_routes(&mut self) {
+        if self.capped() {
+            let ids: Vec<u64> = self.fast_allocations.iter().copied().collect();
+            for id in ids {
+                self.forget_fast_routes(id);
+            }
+        }
     }
 
     /// Takes the allocation's routes out of the kernel, ahead of its usage

@@ -75,6 +75,14 @@ impl TurnCore {
                 self.allocations.len()
             ));
         }
+        // Per-user buckets come and go with the users' allocations here.
+        if self.bandwidth.users_held() != self.by_user.len() {
+            return Err(format!(
+                "{} users with bandwidth buckets, {} with allocations",
+                self.bandwidth.users_held(),
+                self.by_user.len()
+            ));
+        }
         for (client, id) in &self.by_client {
             match self.allocations.get(id) {
                 Some(a) if a.client == *client => {}

@@ -3,6 +3,7 @@
 
 pub mod allocation;
 pub mod alternates;
+pub mod bandwidth;
 pub mod error;
 pub mod fast_path;
 pub mod live_relays;
@@ -34,7 +35,7 @@ mod tests;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use crate::creds::Secrets;
@@ -227,6 +228,8 @@ pub struct CoreConfig {
     /// Answers a second (bursts of twice that) one source gets before it has
     /// proved an identity; 0 = no limit.
     pub unauth_replies_per_ip: u32,
+    /// `turn.max_bps`, `turn.user_max_bps`, `turn.bps_capacity`.
+    pub bandwidth: bandwidth::BandwidthConfig,
 }
 
 /// State shared by all workers, touched only when allocations come and go.
@@ -246,6 +249,9 @@ pub struct SharedState {
     /// Siblings an Allocate is sent to (300) while this server drains or is
     /// full; empty means refuse with 508 as before.
     pub alternates: AlternateServers,
+    /// Bits per second relayed by all workers: the sum of the rate each
+    /// measured last (`bandwidth::BandwidthCaps::measure`).
+    pub relayed_bps: AtomicU64,
 }
 
 impl SharedState {
@@ -264,6 +270,7 @@ impl SharedState {
             live: LiveRelays::default(),
             revocations: Mutex::new(Revocations::default()),
             alternates: AlternateServers::default(),
+            relayed_bps: AtomicU64::new(0),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
 use stun::message::{METHOD_DATA, Message};
 
+use super::bandwidth::Direction;
 use super::policy::{self, unmap};
 use super::wire::{self, CHANNEL_HEADER_LEN, Reply};
 use super::{ClientAddr, ClientSend, Family, Now, PeerSend, RelayId, TurnCore};
@@ -46,6 +47,12 @@ impl TurnCore {
         // port may now belong to another process.
         if perm.relay_only && !policy::is_live(&self.shared.live, peer) {
             self.stats.no_permission_drops += 1;
+            return None;
+        }
+        if !self
+            .bandwidth
+            .admit(&mut alloc.caps, Direction::ToPeer, len, now.mono)
+        {
             return None;
         }
         let t = client.transport.index();
@@ -93,6 +100,12 @@ impl TurnCore {
         }
         if alloc.permission(peer.ip(), now.mono).is_none() {
             self.stats.no_permission_drops += 1;
+            return None;
+        }
+        if !self
+            .bandwidth
+            .admit(&mut alloc.caps, Direction::ToPeer, len, now.mono)
+        {
             return None;
         }
         let t = client.transport.index();
@@ -144,6 +157,12 @@ impl TurnCore {
         };
         if !fits {
             self.stats.oversize_drops += 1;
+            return None;
+        }
+        if !self
+            .bandwidth
+            .admit(&mut alloc.caps, Direction::ToClient, len, now.mono)
+        {
             return None;
         }
         if let Some(number) = channel {

@@ -11,6 +11,7 @@ use stun::message::*;
 
 use super::allocation::Allocation;
 use super::auth::{LogLimiter, Refusal};
+use super::bandwidth::BandwidthCaps;
 use super::nonce::NonceIssuer;
 use super::request::{AllocateRequest, ChannelBindRequest, PermissionRequest, RefreshRequest};
 use super::retransmit::ResponseCache;
@@ -103,6 +104,7 @@ pub struct TurnCore {
     pub(super) fast_path: bool,
     /// Allocations with routes in the kernel.
     pub(super) fast_allocations: FxHashSet<u64>,
+    pub(super) bandwidth: BandwidthCaps,
 }
 
 impl TurnCore {
@@ -118,6 +120,7 @@ impl TurnCore {
         let nonces = NonceIssuer::new(shared.nonce_key, cfg.nonce_lifetime);
         let mut rng = rng;
         let unauth_rate = UnauthRate::new(rng.next_u64());
+        let bandwidth = BandwidthCaps::new(&cfg.bandwidth, shared.clone());
         TurnCore {
             cfg,
             shared,
@@ -137,13 +140,16 @@ impl TurnCore {
             unauth_rate,
             fast_path: false,
             fast_allocations: FxHashSet::default(),
+            bandwidth,
         }
     }
 
     /// Applies a reloaded configuration; allocations keep going.
     pub fn reconfigure(&mut self, cfg: Arc<CoreConfig>) {
         self.nonces = NonceIssuer::new(self.shared.nonce_key, cfg.nonce_lifetime);
+        self.bandwidth.configure(&cfg.bandwidth);
         self.cfg = cfg;
+        self.recheck_fast_routes();
     }
 
     /// The configuration in force.
@@ -160,6 +166,7 @@ impl TurnCore {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.allocations_active = self.allocations.len() as u64;
+        self.bandwidth.report(&mut s);
         s
     }
 
@@ -491,6 +498,7 @@ impl TurnCore {
         }
         self.cache.expire(now.mono);
         self.expire_reservations(now);
+        self.bandwidth.measure(&self.stats, now.mono);
         let revocations_due = match self.shared.revocations.lock() {
             Ok(mut r) => {
                 r.expire(now.unix);
@@ -499,7 +507,10 @@ impl TurnCore {
             Err(_) => None,
         };
         let reserved = self.shared.reservations.lock().is_ok_and(|r| !r.is_empty());
-        let local = !self.allocations.is_empty() || self.cache.len() > 0 || reserved;
+        let local = !self.allocations.is_empty()
+            || self.cache.len() > 0
+            || reserved
+            || self.bandwidth.measuring();
         // Revocations and seen users expire at whole unix seconds, often
         // hours away: an idle worker wakes for them then, not every second.
         let revocation_wake =

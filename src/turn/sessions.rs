@@ -30,6 +30,12 @@ pub struct AllocationInfo {
     /// Bytes per second over the last few seconds.
     pub rate_to_peer_bps: u64,
     pub rate_to_client_bps: u64,
+    /// The caps in force (`turn.max_bps`, `turn.user_max_bps`; 0 = none),
+    /// in bits per second, and the datagrams they dropped.
+    pub max_bps: u64,
+    pub user_max_bps: u64,
+    pub rate_limited_to_peer: u64,
+    pub rate_limited_to_client: u64,
 }
 
 /// Which allocations an admin disconnect ends.
@@ -64,6 +70,7 @@ impl TurnCore {
             Some(u) => self.by_user.get(u).cloned().unwrap_or_default(),
             None => self.allocations.keys().copied().collect(),
         };
+        let (max_bps, user_max_bps) = self.bandwidth.rates();
         let mut list: Vec<AllocationInfo> = ids
             .iter()
             .filter_map(|id| self.allocations.get(id))
@@ -98,6 +105,10 @@ impl TurnCore {
                     bytes_to_client: u.traffic.bytes_to_client,
                     rate_to_peer_bps,
                     rate_to_client_bps,
+                    max_bps,
+                    user_max_bps,
+                    rate_limited_to_peer: a.caps.drops[0],
+                    rate_limited_to_client: a.caps.drops[1],
                 }
             })
             .collect();

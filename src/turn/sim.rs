@@ -111,6 +111,7 @@ impl Sim {
                     host: vec![[192, 0, 2, 53].into()],
                 },
             ),
+            bandwidth: Default::default(),
             max_ttl: 0,
             // Two runs in three limit unauthenticated answers (1 or 2 a second).
             unauth_replies_per_ip: (cfg.seed % 3) as u32,

@@ -52,15 +52,18 @@ pub enum Redirect {
     Draining,
     /// `turn.max_allocations` reached, or no relay port left.
     Capacity,
+    /// The server relays more than `turn.bps_capacity`.
+    Bandwidth,
 }
 
 impl Redirect {
-    pub const ALL: [Redirect; 2] = [Redirect::Draining, Redirect::Capacity];
+    pub const ALL: [Redirect; 3] = [Redirect::Draining, Redirect::Capacity, Redirect::Bandwidth];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Redirect::Draining => "draining",
             Redirect::Capacity => "capacity",
+            Redirect::Bandwidth => "bandwidth",
         }
     }
 
@@ -96,6 +99,12 @@ pub struct Stats {
     pub bytes_to_peer: [u64; 3],
     pub packets_to_client: [u64; 3],
     pub bytes_to_client: [u64; 3],
+    /// Datagrams dropped by `turn.max_bps` or `turn.user_max_bps`, by
+    /// `bandwidth::Direction::index`.
+    pub rate_limited_drops: [u64; 2],
+    /// Bits per second relayed, both directions, as last measured (a gauge:
+    /// summed over workers it is the server's rate).
+    pub relayed_bps: u64,
     /// Allocations that ended, by reason, and how long they lasted.
     pub ended: EndStats,
 }
@@ -142,6 +151,10 @@ impl Stats {
             self.packets_to_client[i] += o.packets_to_client[i];
             self.bytes_to_client[i] += o.bytes_to_client[i];
         }
+        for (a, b) in self.rate_limited_drops.iter_mut().zip(o.rate_limited_drops) {
+            *a += b;
+        }
+        self.relayed_bps += o.relayed_bps;
         self.ended.add(&o.ended);
     }
 }

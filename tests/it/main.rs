@@ -41,6 +41,7 @@ mod signaling_session;
 mod signaling_signals;
 mod signaling_turn;
 mod turn_alternate;
+mod turn_caps;
 mod turn_client;
 mod turn_stream_budget;
 mod turn_stream_coturn;

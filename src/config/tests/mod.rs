@@ -71,6 +71,9 @@ fn expected_defaults() -> Config {
             max_permissions: 64,
             max_channels: 128,
             unauth_replies_per_ip: 100,
+            max_bps: 0,
+            user_max_bps: 0,
+            bps_capacity: 0,
             tcp: true,
             tls_listen: vec![],
             max_stream_connections: 10000,
@@ -183,6 +186,9 @@ fn everything_changed() -> Config {
             max_permissions: 16,
             max_channels: 4096,
             unauth_replies_per_ip: 100,
+            max_bps: 2_000_000,
+            user_max_bps: 3_000_000,
+            bps_capacity: 900_000_000,
             tcp: false,
             tls_listen: vec![addr("0.0.0.0:5349"), addr("[::]:443")],
             max_stream_connections: 100,
@@ -277,6 +283,7 @@ fn everything_changed() -> Config {
     }
 }
 
+mod bandwidth;
 mod cluster;
 mod exposure_keys;
 mod file;

@@ -5,11 +5,13 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 
+mod bandwidth;
 mod cluster;
 mod http_limits;
 mod network;
 mod webhooks;
 
+use bandwidth::check_bandwidth;
 use cluster::check_cluster;
 use http_limits::check_http_limits;
 use network::{
@@ -113,6 +115,7 @@ fn check_turn(turn: &TurnSection) -> Checked {
         ));
     }
     check_lifetimes(turn)?;
+    check_bandwidth(turn)?;
     for (key, value) in [
         ("turn.user_quota", turn.user_quota),
         ("turn.max_allocations", turn.max_allocations),

@@ -153,3 +153,27 @@ fn a_revoked_user_loses_its_routes() {
     assert!(h.fast.is_empty());
     assert_eq!(h.forgotten.len(), 1);
 }
+
+#[test]
+fn capped_allocations_stay_in_user_space_and_a_reload_with_caps_takes_routes_back() {
+    let mut h = Harness::new(|c| c.bandwidth.max_bps = 1_000_000);
+    h.core.enable_fast_path();
+    let c = client(1);
+    let cr = cred("alice", 86400, "current");
+    let (_, nonce) = allocate(&mut h, c, &cr);
+    bind(&mut h, c, &cr, &nonce, 0x4000, PEER);
+    h.drive();
+    assert!(h.fast.is_empty(), "capped: {:?}", h.fast);
+
+    let mut h = fast_harness();
+    let (_, nonce) = allocate(&mut h, c, &cr);
+    bind(&mut h, c, &cr, &nonce, 0x4000, PEER);
+    h.drive();
+    assert_eq!(h.fast.len(), 1);
+    let mut capped = config(|c| c.bandwidth.user_max_bps = 1_000_000);
+    capped.policy = h.core.config().policy.clone();
+    h.core.reconfigure(std::sync::Arc::new(capped));
+    h.drive();
+    assert!(h.fast.is_empty());
+    assert_eq!(h.forgotten.len(), 1);
+}

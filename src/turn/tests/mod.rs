@@ -18,6 +18,7 @@ use super::*;
 
 mod allocations;
 mod alternates;
+mod caps;
 mod fast_path;
 mod hostile;
 mod properties;
@@ -66,6 +67,7 @@ fn config(edit: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
         max_permissions: 8,
         max_channels: 8,
         unauth_replies_per_ip: 0,
+        bandwidth: Default::default(),
         policy: PeerPolicy::new(
             &[],
             &[],

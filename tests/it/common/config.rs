@@ -57,6 +57,11 @@ pub struct Config {
     pub stream_send_queue_bytes: Option<u64>,
     /// `turn.alternate_servers`; empty = the key is left out.
     pub alternate_servers: Vec<SocketAddr>,
+    /// `turn.max_bps`, `turn.user_max_bps`, `turn.bps_capacity`; `None` =
+    /// the default (off).
+    pub max_bps: Option<u64>,
+    pub user_max_bps: Option<u64>,
+    pub bps_capacity: Option<u64>,
     /// Not a config key: the daemon's open-files limit (soft and hard
     /// RLIMIT_NOFILE), set in the child before it runs; `None` = inherited.
     pub nofile: Option<u64>,
@@ -99,6 +104,9 @@ impl Default for Config {
             stream_send_queue: None,
             stream_send_queue_bytes: None,
             alternate_servers: Vec::new(),
+            max_bps: None,
+            user_max_bps: None,
+            bps_capacity: None,
             nofile: None,
         }
     }
@@ -149,6 +157,9 @@ impl Config {
             ("stream_idle_timeout", self.stream_idle_timeout),
             ("stream_send_queue", self.stream_send_queue),
             ("stream_send_queue_bytes", self.stream_send_queue_bytes),
+            ("max_bps", self.max_bps),
+            ("user_max_bps", self.user_max_bps),
+            ("bps_capacity", self.bps_capacity),
         ] {
             if let Some(v) = value {
                 let _ = writeln!(w, "{key} = {v}");

@@ -25,6 +25,12 @@ pub fn check_documented_families(exp: &Exposition) {
             "counter",
             &["reason"],
         ),
+        (
+            "natbridge_turn_rate_limited_drops_total",
+            "counter",
+            &["direction"],
+        ),
+        ("natbridge_turn_relayed_bits_per_second", "gauge", &[]),
         ("natbridge_turn_channel_binds_total", "counter", &[]),
         ("natbridge_stun_binding_requests_total", "counter", &[]),
         (
@@ -87,7 +93,7 @@ pub fn check_documented_families(exp: &Exposition) {
     let set = |v: &[&str]| -> BTreeSet<String> { v.iter().map(|s| s.to_string()).collect() };
     assert_eq!(
         values("natbridge_turn_try_alternate_total", "reason"),
-        set(&["draining", "capacity"])
+        set(&["draining", "capacity", "bandwidth"])
     );
     assert_eq!(
         values("natbridge_turn_peer_refusals_total", "on"),
@@ -96,6 +102,10 @@ pub fn check_documented_families(exp: &Exposition) {
     assert_eq!(
         values("natbridge_turn_dropped_packets_total", "reason"),
         set(&["no_permission", "malformed", "oversize", "rate_limited"])
+    );
+    assert_eq!(
+        values("natbridge_turn_rate_limited_drops_total", "direction"),
+        set(&["to_peer", "to_client"])
     );
     assert_eq!(
         values("natbridge_turn_relayed_packets_total", "direction"),
