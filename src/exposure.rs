@@ -81,7 +81,12 @@ pub fn summary(cfg: &Config) -> Vec<Line> {
     lines.push(if cfg.http.admin_token.is_empty() {
         closed("the admin API (/api/rooms, /api/admin/) is off".to_owned())
     } else {
-        closed("the admin API (/api/rooms, /api/admin/) needs http.admin_token".to_owned())
+        closed(match cfg.http.admin_listen.as_str() {
+            "" => "the admin API (/api/rooms, /api/admin/) needs http.admin_token".to_owned(),
+            own => format!(
+                "the admin API (/api/rooms, /api/admin/) is served only on http.admin_listen ({own}) and needs http.admin_token"
+            ),
+        })
     });
     if is_everyone(&cfg.http.trusted_proxies) {
         lines.push(open(

@@ -200,6 +200,11 @@ pub struct HttpSection {
     /// Bearer token for `GET /api/rooms` and `/api/rooms/{room}/peers`;
     /// empty turns those endpoints off (404).
     pub admin_token: String,
+    /// Empty: the admin endpoints are served on `listen`. Otherwise an
+    /// `IP:PORT` (plain HTTP) where they are served instead, and only
+    /// there; validation guarantees it parses and clashes with no other
+    /// TCP listener.
+    pub admin_listen: String,
     /// Per client IP, for `/api/ice-servers`.
     pub api_requests_per_minute: u32,
     /// Serve HTTPS and WSS on `listen`, with the `[tls]` certificate.
@@ -400,6 +405,7 @@ impl Default for HttpSection {
             public_host: "auto".to_owned(),
             api_keys: Vec::new(),
             admin_token: String::new(),
+            admin_listen: String::new(),
             api_requests_per_minute: 60,
             tls: false,
             redirect_listen: String::new(),
@@ -469,6 +475,7 @@ impl std::fmt::Debug for HttpSection {
                 &format_args!("<{} redacted>", self.api_keys.len()),
             )
             .field("admin_token", &redacted_str(&self.admin_token))
+            .field("admin_listen", &self.admin_listen)
             .field("api_requests_per_minute", &self.api_requests_per_minute)
             .field("tls", &self.tls)
             .field("redirect_listen", &self.redirect_listen)

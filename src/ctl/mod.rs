@@ -188,7 +188,10 @@ fn connect(args: &CtlArgs) -> Result<Admin> {
     };
     let base = match (&args.url, cfg) {
         (Some(u), _) => u.clone(),
-        (None, Some(c)) => base_url(c.http.listen, c.http.tls),
+        (None, Some(c)) => match c.http.admin_listen.parse::<SocketAddr>() {
+            Ok(admin) => base_url(admin, false),
+            Err(_) => base_url(c.http.listen, c.http.tls),
+        },
         (None, None) => bail!("no --url and no config file"),
     };
     let base = url::Url::parse(&base).with_context(|| format!("--url {base}"))?;

@@ -505,13 +505,18 @@ impl Daemon {
                 _ => None,
             };
             let what = if tls.is_some() { "HTTPS" } else { "HTTP" };
-            let app = crate::http::router(state.clone());
+            let app = crate::http::router(state.clone(), cfg.http.admin_listen.is_empty());
             tokio::spawn(serve(listener, app, tls, ctx.clone(), what));
         }
         if let Ok(addr) = cfg.http.redirect_listen.parse::<std::net::SocketAddr>() {
             let listener = crate::http::bind(addr).await?;
             let app = crate::http::redirect_router(cfg.http.listen.port());
             tokio::spawn(serve(listener, app, None, ctx.clone(), "HTTP redirect"));
+        }
+        if let Ok(addr) = cfg.http.admin_listen.parse::<std::net::SocketAddr>() {
+            let listener = crate::http::bind(addr).await?;
+            let app = crate::http::admin_router(state.clone());
+            tokio::spawn(serve(listener, app, None, ctx.clone(), "admin API"));
         }
         if let Some(addr) = metrics_addr(cfg) {
             let listener = crate::http::bind(addr).await?;

@@ -81,12 +81,15 @@ pub fn json_error(status: StatusCode, code: &str, reason: &str) -> Response {
         .into_response()
 }
 
-pub fn router(state: AppState) -> Router {
+/// Everything on `http.listen`; the admin endpoints too unless they have
+/// a listener of their own (`http.admin_listen`).
+pub fn router(state: AppState, with_admin: bool) -> Router {
     let base = if state.metrics_on_http {
         Router::new().route("/metrics", get(metrics::on_http))
     } else {
         Router::new()
     };
+    let base = if with_admin { admin_routes(base) } else { base };
     base.route("/ws", get(upgrade::ws))
         .route(
             "/healthz",
@@ -94,7 +97,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/readyz", get(readyz))
         .route("/api/ice-servers", get(api::ice_servers))
-        .route("/api/rooms", get(api::rooms))
+        .route("/", get(web::index))
+        .route("/r/{room}", get(web::room))
+        .route("/trickle", get(web::trickle))
+        .route("/{*path}", get(web::file))
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .with_state(state)
+}
+
+/// The endpoints behind `http.admin_token`.
+fn admin_routes(r: Router<AppState>) -> Router<AppState> {
+    r.route("/api/rooms", get(api::rooms))
         .route("/api/rooms/{room}/peers", get(api::room_peers))
         .route("/api/rooms/{room}/peers/{peer}", delete(api::kick_peer))
         .route(
@@ -103,10 +116,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/admin/allocations/{id}", delete(admin::disconnect_one))
         .route("/api/admin/status", get(admin::status))
-        .route("/", get(web::index))
-        .route("/r/{room}", get(web::room))
-        .route("/trickle", get(web::trickle))
-        .route("/{*path}", get(web::file))
+}
+
+/// `http.admin_listen`: the admin endpoints alone.
+pub fn admin_router(state: AppState) -> Router {
+    admin_routes(Router::new())
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }

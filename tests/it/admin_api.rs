@@ -272,3 +272,32 @@ async fn allocations_left_after_the_drain_are_reported_drained() {
     assert!(line.contains("reason=\"drained\""), "{line}");
     assert!(line.contains("user=erin"), "{line}");
 }
+
+#[tokio::test]
+async fn on_its_own_listener_the_admin_api_is_only_there_and_ctl_follows_it() {
+    let own = std::net::SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+    let d = start_with_http(Config {
+        extra_toml: format!("admin_token = \"{ADMIN}\"\nadmin_listen = \"{own}\"\n"),
+        ..Config::allow_loopback()
+    })
+    .await;
+    let bearer = auth();
+    let headers = [("Authorization", bearer.as_str())];
+    for path in ["/api/admin/status", "/api/rooms", "/api/admin/allocations"] {
+        let public = http_get(d.http, path, &headers).await;
+        assert_eq!(public.status, 404, "{path} on http.listen: {public:?}");
+        let admin = http_get(own, path, &headers).await;
+        assert_eq!(admin.status, 200, "{path} on admin_listen: {admin:?}");
+    }
+    // The admin listener serves nothing else, and still wants the token.
+    assert_eq!(http_get(own, "/", &[]).await.status, 404);
+    assert_eq!(http_get(own, "/api/admin/status", &[]).await.status, 401);
+    // The demo and the rest stay on the public listener.
+    assert_eq!(http_get(d.http, "/healthz", &[]).await.status, 200);
+
+    let out = run_cli(
+        &["ctl", "--config", d.config_path.to_str().unwrap(), "status"],
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "ctl status: {}", text(&out.stderr));
+}

@@ -150,6 +150,26 @@ fn admin_token_rules() {
 }
 
 #[test]
+fn admin_listen_rules() {
+    assert_error(
+        &http_with_line5("admin_listen = \"localhost:8081\""),
+        "http.admin_listen",
+        5,
+        "invalid admin_listen",
+    );
+    assert_error(
+        &http_with_line5("admin_listen = \"127.0.0.1:8081\""),
+        "http.admin_listen",
+        5,
+        "off without http.admin_token",
+    );
+    let ok = "[http]\nadmin_token = \"0123456789abcdef\"\nadmin_listen = \"127.0.0.1:0\"\n";
+    assert_error(ok, "http.admin_listen", 3, "not 0");
+    let config = parse(&ok.replace(":0", ":8081")).unwrap();
+    assert_eq!(config.http.admin_listen, "127.0.0.1:8081");
+}
+
+#[test]
 fn api_requests_per_minute_at_least_1() {
     assert_error(
         "[http]\n\n\n\napi_requests_per_minute = 0\n",

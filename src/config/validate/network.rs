@@ -42,7 +42,35 @@ pub(super) fn check_http(http: &HttpSection) -> Checked {
         1..=u64::MAX,
         "",
     )?;
-    check_redirect_listen(http)
+    check_redirect_listen(http)?;
+    check_admin_listen(http)
+}
+
+fn check_admin_listen(http: &HttpSection) -> Checked {
+    const KEY: &str = "http.admin_listen";
+    let listen = http.admin_listen.as_str();
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let Ok(addr) = listen.parse::<SocketAddr>() else {
+        return Err(Problem::new(
+            KEY,
+            format!(
+                r#"invalid admin_listen "{listen}": expected "" (on http.listen) or IP:PORT such as "127.0.0.1:8081""#
+            ),
+        ));
+    };
+    if addr.port() == 0 {
+        return Err(Problem::new(KEY, "admin_listen needs a fixed port, not 0"));
+    }
+    if http.admin_token.is_empty() {
+        return Err(Problem::new(
+            KEY,
+            "admin_listen serves the admin API, which is off without http.admin_token",
+        )
+        .conflicting_with("http.admin_token"));
+    }
+    Ok(())
 }
 
 fn check_redirect_listen(http: &HttpSection) -> Checked {
@@ -500,6 +528,7 @@ fn tcp_listeners(config: &Config) -> Vec<TcpListener> {
     });
     let strings = [
         ("http.redirect_listen", &config.http.redirect_listen),
+        ("http.admin_listen", &config.http.admin_listen),
         ("metrics.listen", &config.metrics.listen),
     ];
     for (key, text) in strings {
