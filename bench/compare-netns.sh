@@ -28,6 +28,10 @@
 #               receive (gro_flush_timeout with napi_defer_hard_irqs=1) in
 #               microseconds, the same for all three servers (default 0: the
 #               kernel's default, no batching)
+#   WORLD_QDISC the world end's qdisc (default "pfifo limit 1000"; "noqueue"
+#               for the veth default). With a qdisc, a full ring at the server
+#               end stops the world end's queue instead of dropping: the
+#               deeper receive ring a NIC has (see docs/benchmarks.md)
 #   NS_PREFIX   namespace name prefix (default nbb); NET the /24 to use
 #               (default 10.79.0)
 #
@@ -39,7 +43,7 @@
 # napi/nbbs0-N, pinned with the server to SERVER_CPU. Server CPU = the server
 # process's CPU + that thread's (`natbridge bench turn --server-threads`).
 #
-# Needs: root, iproute2 (ip), ethtool, clang (for the XDP_PASS program),
+# Needs: root, iproute2 (ip, tc), ethtool, clang (for the XDP_PASS program),
 # coturn (turnserver), taskset, node. It sends traffic only inside the two
 # namespaces it creates, stops only the processes it started (by pid) and
 # deletes only the namespaces it created.
@@ -56,6 +60,7 @@ DURATION=${DURATION:-10}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 NAPI_DEFER_US=${NAPI_DEFER_US:-0}
+WORLD_QDISC=${WORLD_QDISC:-pfifo limit 1000}
 NS_PREFIX=${NS_PREFIX:-nbb}
 NET=${NET:-10.79.0}
 CLIENTS=100
@@ -170,6 +175,10 @@ pass_on_server
 # would complete: the world side computes full ones. The server side keeps
 # its offload, as it would on a NIC.
 in_w ethtool -K "$IF_W" tx off >/dev/null
+if [ "$WORLD_QDISC" != noqueue ]; then
+    # shellcheck disable=SC2086 # the qdisc and its options are words
+    in_w tc qdisc replace dev "$IF_W" root $WORLD_QDISC
+fi
 # Threaded NAPI: receive processing in a kernel thread that can be pinned and
 # measured, instead of softirq on whichever CPU transmitted.
 in_s sh -c "echo 1 > /sys/class/net/$IF_S/threaded"
@@ -291,6 +300,7 @@ drops() {
     in_w awk '/^Udp:/ { n++ } /^Udp:/ && n == 2 { print "world_rcvbuf", $6; print "world_sndbuf", $7 }' /proc/net/snmp
     ip -n "$NS_S" -s link show "$IF_S" | awk '/RX:/ { getline; print "srv_if_rx_dropped", $4 } /TX:/ { getline; print "srv_if_tx_dropped", $4 }'
     ip -n "$NS_W" -s link show "$IF_W" | awk '/RX:/ { getline; print "world_if_rx_dropped", $4 } /TX:/ { getline; print "world_if_tx_dropped", $4 }'
+    in_w tc -s qdisc show dev "$IF_W" | awk '/dropped/ { sub(",", "", $7); d += $7 } END { print "world_qdisc_dropped", d + 0 }'
 }
 usage_packets() { # packets_to_peer + packets_to_client of every usage line so far
     { grep -o 'packets_to_peer=[0-9]*\|packets_to_client=[0-9]*' "$1" 2>/dev/null || true; } |
@@ -349,7 +359,7 @@ run_point() { # config point round
     echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
     echo "natbridge: $("$NB" --version) ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
     echo "coturn: $(turnserver --version 2>/dev/null | head -1 || true)"
-    echo "ladder: $LADDER (sat = $CLIENTS x $SAT_RATE pps); $DURATION s per run; $ROUNDS rounds; NAPI_DEFER_US=$NAPI_DEFER_US"
+    echo "ladder: $LADDER (sat = $CLIENTS x $SAT_RATE pps); $DURATION s per run; $ROUNDS rounds; NAPI_DEFER_US=$NAPI_DEFER_US; world qdisc: $WORLD_QDISC"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 log "results in $OUT"

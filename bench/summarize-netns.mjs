@@ -32,11 +32,12 @@ for (const f of readdirSync(dir)) {
   } catch {}
   const c = r.server_cost ?? {};
   // Where the lost packets were dropped (the four add up to the loss): the
-  // server end's ring (its NAPI thread did not drain it in time), the server's
+  // server end's ring (its NAPI thread did not drain it in time; with a
+  // qdisc on the world end, the queue before it overflowed), the server's
   // sockets, the world end's ring (XDP_TX frames or the server's sends it
   // could not take), the load generator's sockets.
   const where = {
-    srvRing: extra.world_if_tx_dropped,
+    srvRing: extra.world_if_tx_dropped + (extra.world_qdisc_dropped ?? 0),
     srvSock: extra.srv_rcvbuf,
     loadRing: extra.srv_if_tx_dropped,
     loadSock: extra.world_rcvbuf,
@@ -89,6 +90,12 @@ const med = (cfg, point, key) => median(of(cfg, point).map((r) => r[key]));
 const out = [];
 const p = (s = "") => out.push(s);
 
+try {
+  p("```");
+  p(readFileSync(join(dir, "machine.txt"), "utf8").trim());
+  p("```");
+  p();
+} catch {}
 p("### The ladder (medians over rounds)");
 p();
 p("Loss on the server side: packets dropped because the server end's ring or the server's sockets were full (the rest were dropped on the load side: see \"Every run\").");
@@ -119,9 +126,9 @@ for (const point of points) {
 p();
 p("### Every run");
 p();
-p("\"server CPU busy %\": server CPU s in the cost window (traffic and the 1 s drain after it) over the seconds of traffic, % of one core. \"whole run\" columns cover setup and clean-up as well. \"UDP in / relayed\": datagrams the server namespace's UDP stack received per relayed packet (1 when every packet goes through a socket). \"usage / relayed\": packets natbridge's usage records counted per relayed packet. \"load CPU busy %\": the load generator (with its echo peer) and the world end's NAPI thread, the same way (the NAPI thread over the whole run). \"other CPU s\": the rest of the machine in the window, the world end's NAPI thread included.");
+p("\"server CPU busy %\": server CPU s in the cost window (traffic and the 1 s drain after it) over the seconds of traffic, % of one core. \"whole run\" columns cover setup and clean-up as well. \"UDP in / relayed\": datagrams the server namespace's UDP stack received per relayed packet (1 when every packet goes through a socket). \"usage / relayed\": packets natbridge's usage records counted per relayed packet. \"load CPU busy %\": the load generator (with its echo peer) and the world end's NAPI thread, the same way (the NAPI thread over the whole run). \"other CPU s\": the rest of the machine in the window, the world end's NAPI thread included; \"foreign\" is that minus the world end's NAPI thread, i.e. processes outside the benchmark (more than ~0.5 s means the run shared the machine).");
 p();
-p("| offered pps | server | round | sent pps | delivered pps | loss % | lost at: server ring / server sockets / load ring / load sockets | server CPU s: process + NAPI | server CPU busy % | CPU s per million | server CPU busy s (whole run, /proc/stat) | process + NAPI s (whole run) | UDP in / relayed | usage / relayed | load generator CPU s | world NAPI s | load CPU busy % | other CPU s | steal s |");
+p("| offered pps | server | round | sent pps | delivered pps | loss % | lost at: server ring / server sockets / load ring / load sockets | server CPU s: process + NAPI | server CPU busy % | CPU s per million | server CPU busy s (whole run, /proc/stat) | process + NAPI s (whole run) | UDP in / relayed | usage / relayed | load generator CPU s | world NAPI s | load CPU busy % | other CPU s (of it foreign) | steal s |");
 p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 for (const point of points) {
   for (const cfg of CONFIGS) {
@@ -132,7 +139,8 @@ for (const point of points) {
         `| ${label(point)} | ${NAMES[cfg]} | ${r.round} | ${n0(r.sent)} | ${n0(r.delivered)} | ` +
           `${f(r.loss, 3)} | ${[r.where.srvRing, r.where.srvSock, r.where.loadRing, r.where.loadSock].map(n0).join(" / ")} | ${f(r.cpu - r.napi)} + ${f(r.napi)} | ${f((100 * r.cpu) / r.duration, 0)} | ${f(r.perM)} | ` +
           `${f(e.cpu_busy_ticks / HZ)} | ${f(e.server_ticks / HZ)} + ${f(e.napi_ticks / HZ)} | ` +
-          `${f(e.udp_in / r.relayed, 3)} | ${usage} | ${f(r.gen)} | ${f(e.world_napi_ticks / HZ)} | ${f((100 * (r.gen + e.world_napi_ticks / HZ)) / r.duration, 0)} | ${f(r.other)} | ${f(r.steal)} |`,
+          `${f(e.udp_in / r.relayed, 3)} | ${usage} | ${f(r.gen)} | ${f(e.world_napi_ticks / HZ)} | ${f((100 * (r.gen + e.world_napi_ticks / HZ)) / r.duration, 0)} | ` +
+          `${f(r.other)} (${f(Math.max(0, r.other - e.world_napi_ticks / HZ))}) | ${f(r.steal)} |`,
       );
     }
   }
