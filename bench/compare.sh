@@ -6,6 +6,11 @@
 #
 # Usage: bench/compare.sh                 (about 15 minutes on 2 cores)
 #        QUICK=1 bench/compare.sh         (a minute: checks the script works)
+#        bench/compare.sh --netns         (or NETNS=1: the TURN relay over a
+#                                         veth pair between two network
+#                                         namespaces, XDP fast path on and
+#                                         off and coturn; needs root; see
+#                                         bench/compare-netns.sh)
 # Environment:
 #   NATBRIDGE   the natbridge binary (default target/release/natbridge, built
 #               with `cargo build --release` if missing)
@@ -19,9 +24,13 @@
 # turnutils_peer), node/npm (PeerJS, installed from bench/package-lock.json),
 # taskset, python3 (to time READY=1 on a notify socket).
 #
-# Every load is bounded in time and count, and every address is 127.0.0.1.
+# Every load is bounded in time and count, and every address is 127.0.0.1
+# (--netns: only addresses inside the two namespaces it creates).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --netns ] || [ "${NETNS:-0}" = 1 ]; then
+    exec bench/compare-netns.sh
+fi
 
 NB=${NATBRIDGE:-target/release/natbridge}
 OUT=${OUT:-$(mktemp -d /tmp/natbridge-compare.XXXXXX)}

@@ -59,7 +59,7 @@ pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
     let tid = super::proto::new_tid();
     let next_port = Arc::new(AtomicU32::new(u16::from_be_bytes([tid[0], tid[1]]).into()));
     let run = run_id();
-    let window = CostWindow::open(args.server_pid);
+    let window = CostWindow::open(args.server_pid, &args.server_threads);
     let before = window.server_before();
     let start = Instant::now();
     let mut loops = Vec::new();
@@ -132,6 +132,7 @@ pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
         report.server_cost = Some(ServerCost {
             pid,
             cpu_seconds: cost.server_cpu,
+            thread_cpu_seconds: cost.thread_cpu,
             peak_rss_kib: a.hwm_kib,
             rss_before_kib: b.rss_kib,
             rss_with_allocations_kib: a.rss_kib,

@@ -12,6 +12,8 @@ use super::stats::{self, Interference, Latency, MachineSample, ProcSample};
 pub struct ServerCost {
     pub pid: u32,
     pub cpu_seconds: f64,
+    /// Of `cpu_seconds`, what the `--server-threads` used.
+    pub thread_cpu_seconds: f64,
     /// Packets the server relayed in the traffic phase: to the peer plus back
     /// to the clients.
     pub relayed_packets: u64,
@@ -74,23 +76,33 @@ pub(crate) fn count(errors: &mut BTreeMap<String, u64>, e: impl std::fmt::Displa
 pub struct CostWindow {
     pid: Option<u32>,
     server: Option<ProcSample>,
+    threads: Vec<u32>,
+    thread_cpu: f64,
     machine: Option<MachineSample>,
 }
 
 /// What a [`CostWindow`] saw.
 pub struct WindowCost {
-    /// The server's CPU seconds in the window (0 without `--server-pid`).
+    /// The server's CPU seconds in the window (0 without `--server-pid`),
+    /// its threads' included.
     pub server_cpu: f64,
+    /// Of `server_cpu`, what the `--server-threads` used.
+    pub thread_cpu: f64,
     pub interference: Option<Interference>,
     /// The server's sample at the end.
     pub server_after: Option<ProcSample>,
 }
 
 impl CostWindow {
-    pub fn open(pid: Option<u32>) -> CostWindow {
+    /// `threads`: threads outside the server process that do its work (a
+    /// threaded NAPI poller when the relaying happens in the driver); their
+    /// CPU time counts as the server's.
+    pub fn open(pid: Option<u32>, threads: &[u32]) -> CostWindow {
         CostWindow {
             pid,
             server: stats::sample(pid),
+            threads: threads.to_vec(),
+            thread_cpu: stats::threads_cpu_seconds(threads),
             machine: MachineSample::read(),
         }
     }
@@ -102,8 +114,9 @@ impl CostWindow {
 
     pub fn close(self) -> WindowCost {
         let after = stats::sample(self.pid);
+        let thread_cpu = stats::threads_cpu_seconds(&self.threads) - self.thread_cpu;
         let server_cpu = match (self.server, after) {
-            (Some(a), Some(b)) => b.cpu_seconds - a.cpu_seconds,
+            (Some(a), Some(b)) => b.cpu_seconds - a.cpu_seconds + thread_cpu,
             _ => 0.0,
         };
         let interference = match (self.machine, MachineSample::read()) {
@@ -112,6 +125,7 @@ impl CostWindow {
         };
         WindowCost {
             server_cpu,
+            thread_cpu,
             interference,
             server_after: after,
         }

@@ -216,6 +216,23 @@ impl ProcSample {
     }
 }
 
+/// The CPU seconds (utime + stime) of some threads, summed: kernel threads
+/// such as a NAPI poller included. A thread that cannot be read counts 0,
+/// with a warning.
+pub fn threads_cpu_seconds(tids: &[u32]) -> f64 {
+    let mut ticks = 0;
+    for tid in tids {
+        match std::fs::read_to_string(format!("/proc/{tid}/stat"))
+            .ok()
+            .and_then(|s| parse_stat_ticks(&s))
+        {
+            Some(t) => ticks += t,
+            None => eprintln!("natbridge bench: cannot read /proc/{tid}/stat"),
+        }
+    }
+    ticks as f64 / clock_ticks()
+}
+
 /// The whole machine's CPU time from /proc/stat, and this process's own, to
 /// tell how much of the machine something else used during a run (a busy
 /// machine makes a benchmark meaningless, and the report should say so).

@@ -66,6 +66,12 @@ pub struct TurnArgs {
     /// its memory (from /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Threads outside the server process whose CPU time counts as the
+    /// server's (comma-separated thread ids), e.g. the threaded NAPI poller
+    /// of the server's interface (`napi/IFACE-N`) when an XDP program relays
+    /// in the driver. Needs --server-pid.
+    #[arg(long, value_delimiter = ',', requires = "server_pid")]
+    pub server_threads: Vec<u32>,
     /// Allocations set up at once.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub setup_concurrency: u32,
@@ -151,7 +157,7 @@ pub async fn run(args: TurnArgs, connector: Connector) -> Result<TurnReport> {
         echo.stop();
         return Ok(report);
     }
-    let window = CostWindow::open(args.server_pid);
+    let window = CostWindow::open(args.server_pid, &args.server_threads);
     let (ready, traffic) = send_traffic(&args, method, ready).await?;
     let cost = window.close();
     echo.stop();
@@ -163,6 +169,7 @@ pub async fn run(args: TurnArgs, connector: Connector) -> Result<TurnReport> {
         report.server_cost = Some(ServerCost {
             pid,
             cpu_seconds: cost.server_cpu,
+            thread_cpu_seconds: cost.thread_cpu,
             relayed_packets: relayed,
             cpu_seconds_per_million_packets: if relayed > 0 {
                 cost.server_cpu * 1e6 / relayed as f64
@@ -465,6 +472,12 @@ pub fn print(r: &TurnReport) {
             s.rss_with_allocations_kib,
             s.rss_per_allocation_kib
         );
+        if s.thread_cpu_seconds > 0.0 {
+            println!(
+                "  of which --server-threads: {:.3} CPU s",
+                s.thread_cpu_seconds
+            );
+        }
     }
     if let Some(i) = &r.interference {
         println!(

@@ -80,9 +80,20 @@ fn assert_clean_relay(r: &Value, what: &str) {
 #[test]
 fn bench_turn_relays_without_loss() {
     let daemon = Daemon::start(Config::allow_loopback());
-    let r = turn(&daemon, &[]);
+    // --server-threads: the daemon's main thread stands in for a NAPI
+    // poller; its CPU is part of the server's.
+    let main_thread = daemon.pid().to_string();
+    let r = turn(&daemon, &["--server-threads", &main_thread]);
     assert_eq!(r["method"], "channel-data");
     assert_clean_relay(&r, "UDP ChannelData");
+    let cost = &r["server_cost"];
+    let threads = cost["thread_cpu_seconds"]
+        .as_f64()
+        .expect("thread_cpu_seconds");
+    assert!(
+        (0.0..=cost["cpu_seconds"].as_f64().unwrap_or(-1.0)).contains(&threads),
+        "{r}"
+    );
     let r = turn(&daemon, &["--send-indications"]);
     assert_eq!(r["method"], "send-indication");
     assert_clean_relay(&r, "UDP Send indications");
