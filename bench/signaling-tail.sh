@@ -21,6 +21,7 @@ PEERS=${PEERS:-10000}
 RATE=${RATE:-20000}
 SECS=${SECS:-10}
 OUT=${OUT:-$(mktemp -d /tmp/natbridge-sigtail.XXXXXX)}
+mkdir -p "$OUT"
 PORT=18190
 SERVER_PID=
 
