@@ -115,6 +115,11 @@ impl FastPath {
         relay: IpAddr,
         setting: XdpSetting,
     ) -> Result<FastPath, NotAttached> {
+        if !cfg!(natbridge_xdp) {
+            return Err(NotAttached(
+                "this natbridge was built without it (clang was not found at build time)".into(),
+            ));
+        }
         let IpAddr::V4(relay) = relay else {
             return Err(NotAttached("the relay address is not IPv4".into()));
         };
@@ -324,6 +329,7 @@ mod loaded {
         _: &str,
         _: &[std::net::Ipv4Addr],
         _: u32,
+        _: bool,
     ) -> Result<(Maps, &'static str), NotAttached> {
         Err(NotAttached(
             "this natbridge was built without it (clang was not found at build time)".into(),
