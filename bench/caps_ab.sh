@@ -112,7 +112,9 @@ for seg in $(seq "$SEGMENTS"); do
     sleep "$SEG"
     c1=$(cpu_ns); l1=$(load_ns); m1=$(machine_ns); t1=$(date +%s%N)
     # Whatever else ran meanwhile: the machine's CPU time less the server's
-    # and the load generator's.
+    # and the load generator's. Rough: /proc/stat samples at clock ticks,
+    # which undercounts processes that run in short bursts (these two), so
+    # it reads below zero on an idle machine.
     other=$(( (m1 - m0) - (c1 - c0) - (l1 - l0) ))
     echo "$caps $(( c1 - c0 )) $(( t1 - t0 )) $other" | tee -a "$OUT/segments.txt" >&2
 done
