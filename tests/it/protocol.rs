@@ -410,6 +410,9 @@ async fn ipv6_listener_serves_binding_and_allocate() {
             SocketAddr::new(v4, free_udp_port(v4)),
             SocketAddr::new(v6, free_udp_port(v6)),
         ],
+        // Ports picked free for UDP only: TURN over TCP on them could clash
+        // with another test's TCP socket, and the retries reuse them.
+        tcp: Some(false),
         ..Config::default()
     });
     let server6 = daemon.config.listen[1];
