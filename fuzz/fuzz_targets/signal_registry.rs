@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::FutureExt;
 use libfuzzer_sys::fuzz_target;
 use natbridge::connections::{ConnectionCounter, ConnectionSlot};
+use natbridge::signal::fields::Payload;
 use natbridge::signal::outbox::{self, Inbox, Outbox};
 use natbridge::signal::protocol::SignalKind;
 use natbridge::signal::rooms::{Connection, Registry, turn_user};
@@ -284,7 +285,8 @@ impl Harness {
             }
             5 => {
                 if let (Some(i), Some(j)) = (self.peer(a), self.peer(b)) {
-                    let payload = json!({"n": c, "pad": "x".repeat(usize::from(c))});
+                    let payload =
+                        Payload::from_value(&json!({"n": c, "pad": "x".repeat(usize::from(c))}));
                     let kind = KINDS[usize::from(c) % KINDS.len()];
                     let (from, to) = (self.peers[i].id.clone(), self.peers[j].id.clone());
                     let sent = self.registry.signal(&from, &to, kind, &payload);

@@ -16,12 +16,13 @@ impl<'a> Fields<'a> {
     /// The fields of a JSON object; `Err` holds the reason when `text` is not
     /// one (invalid JSON, or JSON of another shape).
     pub fn parse(text: &'a str) -> Result<Fields<'a>, String> {
-        serde_json::from_str(text).map(Fields).map_err(|e| {
+        serde_json::from_str(text).map(Fields).map_err(|_| {
             // The second parse only runs for a refusal: it tells "not JSON"
-            // from "not an object".
+            // from "not an object", and its error, unlike the map's ("invalid
+            // type: string \"...\""), never quotes the input back.
             match serde_json::from_str::<Value>(text) {
                 Ok(_) => "a message must be a JSON object".into(),
-                Err(_) => format!("invalid JSON: {e}"),
+                Err(e) => format!("invalid JSON: {e}"),
             }
         })
     }
@@ -85,6 +86,16 @@ mod tests {
         );
         assert!(f.raw("x").is_none() && f.raw("missing").is_none());
         assert_eq!(Payload::new(None).json(), "null");
+    }
+
+    // Found by the signal_parse fuzz target: a string with trailing garbage
+    // was refused with the map parser's error, which quoted the string.
+    #[test]
+    fn a_refusal_never_quotes_the_input() {
+        let text = format!("\"{}\",\u{0}\\d", "\u{7f}".repeat(300));
+        let reason = Fields::parse(&text).err().unwrap();
+        assert!(reason.len() < 100, "{reason}");
+        assert!(reason.starts_with("invalid JSON"), "{reason}");
     }
 
     #[test]
