@@ -10,6 +10,7 @@
 
 mod cluster;
 mod error;
+mod log;
 mod validate;
 mod values;
 mod webhooks;
@@ -23,6 +24,7 @@ use std::path::Path;
 
 pub use cluster::ClusterSection;
 pub use error::ConfigError;
+pub use log::{LogFormat, LogSection};
 pub use values::IpSetting;
 pub use webhooks::WebhooksSection;
 
@@ -166,21 +168,6 @@ pub struct PeerSection {
     pub deny: Vec<ipnet::IpNet>,
     /// Allows the private ranges (never loopback or link-local IPv4).
     pub allow_lan: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogSection {
-    /// A level name or a tracing `EnvFilter` directive string.
-    pub level: String,
-    pub format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// The HTTP listener: web demo, WebSocket `/ws`, REST `/api/*`, `/healthz`.
@@ -386,15 +373,6 @@ impl std::fmt::Debug for AuthSection {
             .field("open_credential_ttl", &self.open_credential_ttl)
             .field("max_ttl", &self.max_ttl)
             .finish()
-    }
-}
-
-impl Default for LogSection {
-    fn default() -> LogSection {
-        LogSection {
-            level: "info".to_owned(),
-            format: LogFormat::Text,
-        }
     }
 }
 

@@ -145,3 +145,20 @@ pub fn ice_urls(cfg: &Config) -> IceUrls {
         turn,
     }
 }
+
+/// Where this node's TURN server takes UDP, as clients reach it: what a
+/// sibling names in ALTERNATE-SERVER.
+pub(super) fn advertised_turn_addrs(cfg: &Config, relay: &RelayAddrs) -> Vec<std::net::SocketAddr> {
+    cfg.turn
+        .listen
+        .iter()
+        .filter_map(|l| {
+            let ip = match (l.ip().is_unspecified(), l.is_ipv4()) {
+                (false, _) => l.ip(),
+                (true, true) => relay.v4.advertised,
+                (true, false) => relay.v6.as_ref()?.advertised,
+            };
+            Some(std::net::SocketAddr::new(ip, l.port()))
+        })
+        .collect()
+}

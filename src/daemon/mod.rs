@@ -36,8 +36,8 @@ use crate::webhooks::Webhooks;
 mod addrs;
 mod run;
 
-use addrs::announce;
 pub use addrs::{IceUrls, RelayAddrs, ice_urls, public_host, resolve_relay_addrs};
+use addrs::{advertised_turn_addrs, announce};
 pub use run::{LogReload, serve};
 
 /// The secrets to use: configured, or a random one that dies with the process.
@@ -559,23 +559,6 @@ impl Daemon {
             tracing::info!(interface = %fp.interface, "XDP fast path detached");
         }
     }
-}
-
-/// Where this node's TURN server takes UDP, as clients reach it: what a
-/// sibling names in ALTERNATE-SERVER.
-fn advertised_turn_addrs(cfg: &Config, relay: &addrs::RelayAddrs) -> Vec<std::net::SocketAddr> {
-    cfg.turn
-        .listen
-        .iter()
-        .filter_map(|l| {
-            let ip = match (l.ip().is_unspecified(), l.is_ipv4()) {
-                (false, _) => l.ip(),
-                (true, true) => relay.v4.advertised,
-                (true, false) => relay.v6.as_ref()?.advertised,
-            };
-            Some(std::net::SocketAddr::new(ip, l.port()))
-        })
-        .collect()
 }
 
 /// What the cluster reads of the signaling and auth settings.
