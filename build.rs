@@ -10,6 +10,7 @@ use std::process::Command;
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(natbridge_xdp)");
     println!("cargo::rerun-if-changed=bpf/relay.bpf.c");
+    println!("cargo::rerun-if-changed=bpf/maps.h");
     println!("cargo::rerun-if-env-changed=NATBRIDGE_XDP_BUILD");
     println!("cargo::rerun-if-env-changed=CLANG");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

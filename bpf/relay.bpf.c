@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR GPL-2.0
 //
-// natbridge's XDP fast path for TURN channel data (IPv4, UDP clients).
+// natbridge's XDP fast path for TURN channel data (UDP clients; IPv4, IPv6
+// and either family to the other).
 //
 // Two cases leave the machine without entering the socket layer:
 //   ChannelData from a client  -> a UDP datagram from the relay address to the peer;
@@ -9,9 +10,13 @@
 // Only channels the workers put in the maps qualify: they put a channel there
 // once it is bound and permitted, with the time it stops being valid, and
 // remove it when the allocation ends. Everything else (STUN, Send and Data
-// indications, padded frames, fragments, IP options, expired entries, the
-// first packets of each direction) is passed to
-// the kernel unchanged, and user space handles it as it always has.
+// indications, padded frames, fragments, IP options, IPv6 extension headers,
+// expired entries, the first packets of each direction) is passed to the
+// kernel unchanged, and user space handles it as it always has.
+//
+// Addresses are kept as 16 bytes, IPv4 ones as ::ffff:a.b.c.d, so one set of
+// maps serves both families; a route's output family is its target's
+// (the peer's towards the peer, the client's towards the client).
 //
 // Built with clang -target bpf; needs only the kernel's UAPI headers, so the
 // helpers are declared here instead of pulling in libbpf's headers.
@@ -20,6 +25,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/udp.h>
 
 #define SEC(name) __attribute__((section(name), used))
@@ -29,6 +35,7 @@
 
 #define htons(x) __builtin_bswap16(x)
 #define ntohs(x) __builtin_bswap16(x)
+#define htonl(x) __builtin_bswap32(x)
 
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
 static long (*bpf_xdp_adjust_head)(struct xdp_md *ctx, int delta) = (void *)BPF_FUNC_xdp_adjust_head;
@@ -36,120 +43,7 @@ static __s64 (*bpf_csum_diff)(__be32 *from, __u32 from_size, __be32 *to, __u32 t
                               __wsum seed) = (void *)BPF_FUNC_csum_diff;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
 
-// Keep in step with src/xdp/maps.rs.
-
-// ChannelData from a client to one of our listeners.
-struct client_key {
-	__be32 client_ip;
-	__be16 client_port;
-	__be16 server_port;
-	__be16 channel;
-	__u16 pad;
-};
-
-struct client_route {
-	__be32 server_ip; // 0: any of our addresses (a wildcard listener)
-	__be32 relay_ip;
-	__be32 peer_ip;
-	__be16 relay_port;
-	__be16 peer_port;
-	__u8 peer_mac[6]; // learnt from the peer's packets; zero until then
-	__u16 pad;
-	__u64 expires_ns; // CLOCK_MONOTONIC; the earliest of allocation, permission, channel
-	__u64 allocation;
-};
-
-// A datagram from a peer to a relay port.
-struct peer_key {
-	__be32 peer_ip;
-	__be32 relay_ip;
-	__be16 peer_port;
-	__be16 relay_port;
-};
-
-struct peer_route {
-	__be32 server_ip; // 0 until the client's own traffic shows which address it uses
-	__be32 client_ip;
-	__be16 client_port;
-	__be16 server_port;
-	__be16 channel;
-	__u16 pad;
-	__u8 client_mac[6]; // learnt from the client's packets; zero until then
-	__u16 pad2;
-	__u64 expires_ns;
-	__u64 allocation;
-};
-
-struct traffic {
-	__u64 packets_to_peer;
-	__u64 bytes_to_peer;
-	__u64 packets_to_client;
-	__u64 bytes_to_client;
-};
-
-struct settings {
-	__u32 max_ip_len; // the interface MTU: longer packets go to user space
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 131072);
-	__type(key, struct client_key);
-	__type(value, struct client_route);
-} CLIENT_ROUTES SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 131072);
-	__type(key, struct peer_key);
-	__type(value, struct peer_route);
-} PEER_ROUTES SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct traffic);
-} TRAFFIC SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __be32);
-	__type(value, __u8);
-} OWN_ADDRESSES SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct settings);
-} SETTINGS SEC(".maps");
-
-// Why packets went the way they did, per CPU (the natbridge_xdp_packets_total
-// metric). Keep in step with src/xdp/maps.rs VERDICTS.
-enum verdict {
-	V_TO_PEER,       // relayed client -> peer
-	V_TO_CLIENT,     // relayed peer -> client
-	V_NOT_CHANNEL,   // peer-shaped, but no route: user space
-	V_UNPADDED,      // ChannelData length not exactly the datagram's
-	V_EXPIRED,       // route past its expiry: user space refuses it
-	V_ADDRESS,       // sent to an address that is not ours / not learnt yet
-	V_NEXT_HOP,      // the neighbour to send to is not learnt yet
-	V_TOO_BIG,       // over the MTU with the channel header
-	V_COUNT,
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, V_COUNT);
-	__type(key, __u32);
-	__type(value, __u64);
-} VERDICTS SEC(".maps");
+#include "maps.h"
 
 INLINE int note(__u32 v, int action)
 {
@@ -159,13 +53,47 @@ INLINE int note(__u32 v, int action)
 	return action;
 }
 
-#define HEADERS_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr))
+#define ETH_LEN sizeof(struct ethhdr)
+#define UDP_LEN sizeof(struct udphdr)
+#define IP4_LEN sizeof(struct iphdr)
+#define IP6_LEN sizeof(struct ipv6hdr)
 #define CHANNEL_HEADER_LEN 4
 
+INLINE int is_v4(const struct addr *a)
+{
+	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == htonl(0xffff);
+}
+
+INLINE int is_zero(const struct addr *a)
+{
+	return (a->w[0] | a->w[1] | a->w[2] | a->w[3]) == 0;
+}
+
+INLINE int same(const struct addr *a, const struct addr *b)
+{
+	return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3])) ==
+	       0;
+}
+
+// What the parser found, in a form both families share.
+struct packet {
+	struct addr src;
+	struct addr dst;
+	__be16 v4_id;
+	__be16 v4_frag; // DF at most: fragments are passed
+	__u8 tos;       // DSCP and ECN: IPv4's TOS, IPv6's traffic class
+	__u8 v6;
+	__u16 ip_header_len;
+	__u16 udp_len;
+};
+
 // The UDP checksum's inputs that change, as 32-bit words for bpf_csum_diff.
+// IPv4 addresses go in as ::ffff:a.b.c.d: the 0xffff word is zero in ones'
+// complement, so one layout serves both families' pseudo-headers (whose
+// protocol and length words sum the same too).
 struct csum_words {
-	__be32 src;
-	__be32 dst;
+	struct addr src;
+	struct addr dst;
 	__be16 sport;
 	__be16 dport;
 	__be16 pseudo_len; // the pseudo-header's copy of the UDP length
@@ -177,6 +105,11 @@ struct channel_header {
 	__be16 len;
 };
 
+struct csum_words_channel {
+	struct csum_words w;
+	struct channel_header ch;
+};
+
 INLINE __u16 fold(__s64 sum)
 {
 	__u32 c = (__u32)sum;
@@ -186,7 +119,8 @@ INLINE __u16 fold(__s64 sum)
 }
 
 // RFC 1624: the new checksum from the old one and the words that changed.
-// An IPv4 UDP checksum of 0 means "none" and stays so.
+// An IPv4 UDP checksum of 0 means "none" and stays so (the callers pass
+// such datagrams to user space when the result is IPv6, which needs one).
 INLINE __sum16 udp_checksum(__sum16 old, __be32 *from, __u32 from_size, __be32 *to, __u32 to_size)
 {
 	if (old == 0)
@@ -207,6 +141,8 @@ INLINE void ip_checksum(struct iphdr *ip)
 // are symmetric, which a one-uplink server's are. The neighbour is learnt
 // from the first packet each way, which user space relays; that also spares
 // us bpf_fib_lookup, which refuses to work unless the interface forwards.
+// A party whose packets arrive on another interface is never learnt here,
+// so its traffic stays in user space.
 INLINE int learnt(const __u8 *mac)
 {
 	return (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) != 0;
@@ -220,9 +156,9 @@ INLINE void learn(__u8 *mac, const __u8 *seen)
 		__builtin_memcpy(mac, seen, ETH_ALEN);
 }
 
-INLINE int is_own_address(__be32 ip)
+INLINE int is_own_address(const struct addr *ip)
 {
-	return bpf_map_lookup_elem(&OWN_ADDRESSES, &ip) != 0;
+	return bpf_map_lookup_elem(&OWN_ADDRESSES, (void *)ip) != 0;
 }
 
 INLINE __u32 max_ip_len(void)
@@ -246,13 +182,114 @@ INLINE void count(__u64 allocation, int to_peer, __u64 bytes)
 	}
 }
 
+// The headers of the datagram that leaves, gathered before the frame's
+// start moves (the old headers are overwritten then).
+struct out {
+	struct addr src;
+	struct addr dst;
+	__be16 sport;
+	__be16 dport;
+	__u16 udp_len;
+	__sum16 check;
+	__u8 dst_mac[ETH_ALEN];
+	__u8 src_mac[ETH_ALEN];
+	__u8 v6;
+	__u8 tos;
+	__be16 v4_id;
+	__be16 v4_frag;
+};
+
+INLINE __u32 ip_header_len(int v6)
+{
+	return v6 ? IP6_LEN : IP4_LEN;
+}
+
+// Moves the frame's start by `delta` and writes the new Ethernet, IP and
+// UDP headers (and `ch`, if `with_channel`) there. The payload stays where
+// it is. Returns an XDP action.
+INLINE int rewrite(struct xdp_md *ctx, int delta, const struct out *o, int with_channel,
+                   const struct channel_header *ch)
+{
+	struct ethhdr neth;
+	__builtin_memcpy(neth.h_dest, o->dst_mac, ETH_ALEN);
+	__builtin_memcpy(neth.h_source, o->src_mac, ETH_ALEN);
+	struct udphdr nudp = {
+		.source = o->sport,
+		.dest = o->dport,
+		.len = htons(o->udp_len),
+		.check = o->check,
+	};
+	__u32 extra = with_channel ? CHANNEL_HEADER_LEN : 0;
+
+	if (o->v6) {
+		struct ipv6hdr nip = {};
+		// Traffic class kept, flow label left to the next hop: a new flow.
+		*(__be32 *)&nip = htonl(0x60000000 | ((__u32)o->tos << 20));
+		nip.payload_len = htons(o->udp_len);
+		nip.nexthdr = IPPROTO_UDP;
+		nip.hop_limit = 64;
+		__builtin_memcpy(&nip.saddr, &o->src, 16);
+		__builtin_memcpy(&nip.daddr, &o->dst, 16);
+		neth.h_proto = htons(ETH_P_IPV6);
+		if (bpf_xdp_adjust_head(ctx, delta))
+			return XDP_PASS;
+		void *data = (void *)(long)ctx->data;
+		void *end = (void *)(long)ctx->data_end;
+		if (data + ETH_LEN + IP6_LEN + UDP_LEN + extra > end)
+			return XDP_DROP;
+		__builtin_memcpy(data, &neth, ETH_LEN);
+		__builtin_memcpy(data + ETH_LEN, &nip, IP6_LEN);
+		__builtin_memcpy(data + ETH_LEN + IP6_LEN, &nudp, UDP_LEN);
+		if (with_channel)
+			__builtin_memcpy(data + ETH_LEN + IP6_LEN + UDP_LEN, ch, CHANNEL_HEADER_LEN);
+		return XDP_TX;
+	}
+
+	struct iphdr nip = {
+		.version = 4,
+		.ihl = 5,
+		.tos = o->tos,
+		.tot_len = htons(IP4_LEN + o->udp_len),
+		.id = o->v4_id,
+		.frag_off = o->v4_frag,
+		.ttl = 64,
+		.protocol = IPPROTO_UDP,
+		.saddr = o->src.w[3],
+		.daddr = o->dst.w[3],
+	};
+	ip_checksum(&nip);
+	neth.h_proto = htons(ETH_P_IP);
+	if (bpf_xdp_adjust_head(ctx, delta))
+		return XDP_PASS;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (data + ETH_LEN + IP4_LEN + UDP_LEN + extra > end)
+		return XDP_DROP;
+	__builtin_memcpy(data, &neth, ETH_LEN);
+	__builtin_memcpy(data + ETH_LEN, &nip, IP4_LEN);
+	__builtin_memcpy(data + ETH_LEN + IP4_LEN, &nudp, UDP_LEN);
+	if (with_channel)
+		__builtin_memcpy(data + ETH_LEN + IP4_LEN + UDP_LEN, ch, CHANNEL_HEADER_LEN);
+	return XDP_TX;
+}
+
+// The IP fields that carry over, whichever family the datagram leaves in:
+// DSCP/ECN, and IPv4's id and DF when it stays IPv4 (from IPv6: id 0 and
+// DF, RFC 6864's atomic datagram).
+INLINE void carry_over(struct out *o, const struct packet *p)
+{
+	o->tos = p->tos;
+	o->v4_id = p->v6 ? 0 : p->v4_id;
+	o->v4_frag = p->v6 ? htons(0x4000) : p->v4_frag;
+}
+
 // ChannelData -> UDP to the peer: the 4-byte channel header goes, the
 // addresses and ports become the relay's and the peer's.
-INLINE int from_client(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip, struct udphdr *udp,
-                       struct channel_header *ch, __u16 udp_len, __u64 now)
+INLINE int from_client(struct xdp_md *ctx, struct ethhdr *eth, const struct packet *p,
+                       struct udphdr *udp, struct channel_header *ch, __u64 now)
 {
 	struct client_key key = {
-		.client_ip = ip->saddr,
+		.client_ip = p->src,
 		.client_port = udp->source,
 		.server_port = udp->dest,
 		.channel = ch->channel,
@@ -261,11 +298,11 @@ INLINE int from_client(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip,
 	if (!r)
 		return -1;
 	// Padded frames (allowed over UDP) and short ones are user space's.
-	if (ntohs(ch->len) + CHANNEL_HEADER_LEN + sizeof(struct udphdr) != udp_len)
+	if (ntohs(ch->len) + CHANNEL_HEADER_LEN + UDP_LEN != p->udp_len)
 		return note(V_UNPADDED, XDP_PASS);
 	if (now >= r->expires_ns)
 		return note(V_EXPIRED, XDP_PASS);
-	if (r->server_ip ? r->server_ip != ip->daddr : !is_own_address(ip->daddr))
+	if (is_zero(&r->server_ip) ? !is_own_address(&p->dst) : !same(&r->server_ip, &p->dst))
 		return note(V_ADDRESS, XDP_PASS);
 
 	// The reply path needs the address the client talks to and the
@@ -278,63 +315,56 @@ INLINE int from_client(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip,
 	};
 	struct peer_route *back = bpf_map_lookup_elem(&PEER_ROUTES, &pk);
 	if (back && back->allocation == r->allocation) {
-		if (back->server_ip == 0)
-			back->server_ip = ip->daddr;
+		if (is_zero(&back->server_ip))
+			back->server_ip = p->dst;
 		learn(back->client_mac, eth->h_source);
 	}
 	if (!learnt(r->peer_mac))
 		return note(V_NEXT_HOP, XDP_PASS);
 
-	struct iphdr nip = *ip;
-	nip.saddr = r->relay_ip;
-	nip.daddr = r->peer_ip;
-	nip.tot_len = htons(ntohs(ip->tot_len) - CHANNEL_HEADER_LEN);
-	nip.ttl = 64;
-	ip_checksum(&nip);
+	struct out o = {
+		.src = r->relay_ip,
+		.dst = r->peer_ip,
+		.sport = r->relay_port,
+		.dport = r->peer_port,
+		.udp_len = p->udp_len - CHANNEL_HEADER_LEN,
+		.v6 = !is_v4(&r->peer_ip),
+	};
+	if (ip_header_len(o.v6) + o.udp_len > max_ip_len())
+		return note(V_TOO_BIG, XDP_PASS);
+	if (udp->check == 0 && (p->v6 || o.v6))
+		return note(V_NO_CHECKSUM, XDP_PASS);
+	__builtin_memcpy(o.dst_mac, r->peer_mac, ETH_ALEN);
+	__builtin_memcpy(o.src_mac, eth->h_dest, ETH_ALEN);
+	carry_over(&o, p);
 
-	struct ethhdr neth;
-	__builtin_memcpy(neth.h_dest, r->peer_mac, ETH_ALEN);
-	__builtin_memcpy(neth.h_source, eth->h_dest, ETH_ALEN);
-	neth.h_proto = htons(ETH_P_IP);
-
-	struct udphdr nudp;
-	nudp.source = r->relay_port;
-	nudp.dest = r->peer_port;
-	nudp.len = htons(udp_len - CHANNEL_HEADER_LEN);
-	struct {
-		struct csum_words w;
-		struct channel_header ch;
-	} from = {
-		.w = {ip->saddr, ip->daddr, udp->source, udp->dest, udp->len, udp->len},
+	struct csum_words_channel from = {
+		.w = {p->src, p->dst, udp->source, udp->dest, udp->len, udp->len},
 		.ch = *ch,
 	};
-	struct csum_words to = {nip.saddr, nip.daddr, nudp.source, nudp.dest, nudp.len, nudp.len};
-	nudp.check = udp_checksum(udp->check, (__be32 *)&from, sizeof(from), (__be32 *)&to,
-	                          sizeof(to));
+	struct csum_words to = {o.src, o.dst, o.sport, o.dport, htons(o.udp_len), htons(o.udp_len)};
+	o.check = udp_checksum(udp->check, (__be32 *)&from, sizeof(from), (__be32 *)&to, sizeof(to));
 	__u64 allocation = r->allocation;
-	__u64 payload = udp_len - sizeof(struct udphdr) - CHANNEL_HEADER_LEN;
+	__u64 payload = o.udp_len - UDP_LEN;
 
-	if (bpf_xdp_adjust_head(ctx, CHANNEL_HEADER_LEN))
-		return XDP_PASS;
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	if (data + HEADERS_LEN > end)
-		return XDP_DROP;
-	__builtin_memcpy(data, &neth, sizeof(neth));
-	__builtin_memcpy(data + sizeof(neth), &nip, sizeof(nip));
-	__builtin_memcpy(data + sizeof(neth) + sizeof(nip), &nudp, sizeof(nudp));
-	count(allocation, 1, payload);
-	return note(V_TO_PEER, XDP_TX);
+	int delta = (int)(p->ip_header_len + UDP_LEN + CHANNEL_HEADER_LEN) -
+	            (int)(ip_header_len(o.v6) + UDP_LEN);
+	int action = rewrite(ctx, delta, &o, 0, 0);
+	if (action == XDP_TX) {
+		count(allocation, 1, payload);
+		return note(V_TO_PEER, XDP_TX);
+	}
+	return action;
 }
 
 // UDP from a peer -> ChannelData to the client: a 4-byte header goes in front
 // of the payload, the addresses and ports become ours and the client's.
-INLINE int from_peer(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip, struct udphdr *udp,
-                     __u16 udp_len, __u64 now)
+INLINE int from_peer(struct xdp_md *ctx, struct ethhdr *eth, const struct packet *p,
+                     struct udphdr *udp, __u64 now)
 {
 	struct peer_key key = {
-		.peer_ip = ip->saddr,
-		.relay_ip = ip->daddr,
+		.peer_ip = p->src,
+		.relay_ip = p->dst,
 		.peer_port = udp->source,
 		.relay_port = udp->dest,
 	};
@@ -353,59 +383,49 @@ INLINE int from_peer(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip, s
 	struct client_route *fwd = bpf_map_lookup_elem(&CLIENT_ROUTES, &ck);
 	if (fwd && fwd->allocation == r->allocation)
 		learn(fwd->peer_mac, eth->h_source);
-	if (r->server_ip == 0)
+	if (is_zero(&r->server_ip))
 		return note(V_ADDRESS, XDP_PASS);
 	if (!learnt(r->client_mac))
 		return note(V_NEXT_HOP, XDP_PASS);
-	__u32 ip_len = ntohs(ip->tot_len) + CHANNEL_HEADER_LEN;
-	if (ip_len > max_ip_len() || ip_len > 0xffff)
+
+	__u32 udp_len = (__u32)p->udp_len + CHANNEL_HEADER_LEN;
+	struct out o = {
+		.src = r->server_ip,
+		.dst = r->client_ip,
+		.sport = r->server_port,
+		.dport = r->client_port,
+		.udp_len = udp_len,
+		.v6 = !is_v4(&r->client_ip),
+	};
+	if (udp_len > 0xffff || ip_header_len(o.v6) + udp_len > max_ip_len())
 		return note(V_TOO_BIG, XDP_PASS);
-
-	struct iphdr nip = *ip;
-	nip.saddr = r->server_ip;
-	nip.daddr = r->client_ip;
-	nip.tot_len = htons(ip_len);
-	nip.ttl = 64;
-	ip_checksum(&nip);
-
-	struct ethhdr neth;
-	__builtin_memcpy(neth.h_dest, r->client_mac, ETH_ALEN);
-	__builtin_memcpy(neth.h_source, eth->h_dest, ETH_ALEN);
-	neth.h_proto = htons(ETH_P_IP);
+	if (udp->check == 0 && (p->v6 || o.v6))
+		return note(V_NO_CHECKSUM, XDP_PASS);
+	__builtin_memcpy(o.dst_mac, r->client_mac, ETH_ALEN);
+	__builtin_memcpy(o.src_mac, eth->h_dest, ETH_ALEN);
+	carry_over(&o, p);
 
 	struct channel_header ch = {
 		.channel = r->channel,
-		.len = htons(udp_len - sizeof(struct udphdr)),
+		.len = htons(p->udp_len - UDP_LEN),
 	};
-	struct udphdr nudp;
-	nudp.source = r->server_port;
-	nudp.dest = r->client_port;
-	nudp.len = htons(udp_len + CHANNEL_HEADER_LEN);
-	struct csum_words from = {ip->saddr, ip->daddr, udp->source, udp->dest, udp->len, udp->len};
-	struct {
-		struct csum_words w;
-		struct channel_header ch;
-	} to = {
-		.w = {nip.saddr, nip.daddr, nudp.source, nudp.dest, nudp.len, nudp.len},
+	struct csum_words from = {p->src, p->dst, udp->source, udp->dest, udp->len, udp->len};
+	struct csum_words_channel to = {
+		.w = {o.src, o.dst, o.sport, o.dport, htons(o.udp_len), htons(o.udp_len)},
 		.ch = ch,
 	};
-	nudp.check = udp_checksum(udp->check, (__be32 *)&from, sizeof(from), (__be32 *)&to,
-	                          sizeof(to));
+	o.check = udp_checksum(udp->check, (__be32 *)&from, sizeof(from), (__be32 *)&to, sizeof(to));
 	__u64 allocation = r->allocation;
-	__u64 payload = udp_len - sizeof(struct udphdr);
+	__u64 payload = p->udp_len - UDP_LEN;
 
-	if (bpf_xdp_adjust_head(ctx, -CHANNEL_HEADER_LEN))
-		return XDP_PASS;
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	if (data + HEADERS_LEN + CHANNEL_HEADER_LEN > end)
-		return XDP_DROP;
-	__builtin_memcpy(data, &neth, sizeof(neth));
-	__builtin_memcpy(data + sizeof(neth), &nip, sizeof(nip));
-	__builtin_memcpy(data + sizeof(neth) + sizeof(nip), &nudp, sizeof(nudp));
-	__builtin_memcpy(data + HEADERS_LEN, &ch, sizeof(ch));
-	count(allocation, 0, payload);
-	return note(V_TO_CLIENT, XDP_TX);
+	int delta = (int)(p->ip_header_len + UDP_LEN) -
+	            (int)(ip_header_len(o.v6) + UDP_LEN + CHANNEL_HEADER_LEN);
+	int action = rewrite(ctx, delta, &o, 1, &ch);
+	if (action == XDP_TX) {
+		count(allocation, 0, payload);
+		return note(V_TO_CLIENT, XDP_TX);
+	}
+	return action;
 }
 
 SEC("xdp")
@@ -414,21 +434,51 @@ int natbridge_relay(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end || eth->h_proto != htons(ETH_P_IP))
+	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+	struct packet p = {};
+	struct udphdr *udp;
+	if (eth->h_proto == htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+			return XDP_PASS;
+		// Fragments (MF set or an offset) are reassembled by the kernel.
+		if (ip->frag_off & htons(0x3fff))
+			return XDP_PASS;
+		udp = (void *)(ip + 1);
+		if ((void *)(udp + 1) > end)
+			return XDP_PASS;
+		p.udp_len = ntohs(udp->len);
+		if (ntohs(ip->tot_len) != IP4_LEN + p.udp_len)
+			return XDP_PASS;
+		p.src.w[2] = htonl(0xffff);
+		p.src.w[3] = ip->saddr;
+		p.dst.w[2] = htonl(0xffff);
+		p.dst.w[3] = ip->daddr;
+		p.tos = ip->tos;
+		p.v4_id = ip->id;
+		p.v4_frag = ip->frag_off;
+		p.ip_header_len = IP4_LEN;
+	} else if (eth->h_proto == htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip = (void *)(eth + 1);
+		// Extension headers (fragments among them) are the kernel's.
+		if ((void *)(ip + 1) > end || ip->version != 6 || ip->nexthdr != IPPROTO_UDP)
+			return XDP_PASS;
+		udp = (void *)(ip + 1);
+		if ((void *)(udp + 1) > end)
+			return XDP_PASS;
+		p.udp_len = ntohs(udp->len);
+		if (ntohs(ip->payload_len) != p.udp_len)
+			return XDP_PASS;
+		__builtin_memcpy(&p.src, &ip->saddr, 16);
+		__builtin_memcpy(&p.dst, &ip->daddr, 16);
+		p.tos = (ip->priority << 4) | (ip->flow_lbl[0] >> 4);
+		p.v6 = 1;
+		p.ip_header_len = IP6_LEN;
+	} else {
 		return XDP_PASS;
-	// Fragments (MF set or an offset) are reassembled by the kernel.
-	if (ip->frag_off & htons(0x3fff))
-		return XDP_PASS;
-	struct udphdr *udp = (void *)(ip + 1);
-	if ((void *)(udp + 1) > end)
-		return XDP_PASS;
-	__u16 udp_len = ntohs(udp->len);
-	if (udp_len < sizeof(struct udphdr) || ntohs(ip->tot_len) != sizeof(*ip) + udp_len)
-		return XDP_PASS;
-	if ((void *)ip + sizeof(*ip) + udp_len > end)
+	}
+	if (p.udp_len < UDP_LEN || (void *)udp + p.udp_len > end)
 		return XDP_PASS;
 
 	__u64 now = bpf_ktime_get_ns();
@@ -437,12 +487,12 @@ int natbridge_relay(struct xdp_md *ctx)
 		__u16 number = ntohs(ch->channel);
 		// RFC 5766's range, which user space accepts too (turn::wire).
 		if (number >= 0x4000 && number <= 0x7fff) {
-			int verdict = from_client(ctx, eth, ip, udp, ch, udp_len, now);
+			int verdict = from_client(ctx, eth, &p, udp, ch, now);
 			if (verdict >= 0)
 				return verdict;
 		}
 	}
-	return from_peer(ctx, eth, ip, udp, udp_len, now);
+	return from_peer(ctx, eth, &p, udp, now);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

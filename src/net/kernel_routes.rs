@@ -4,7 +4,7 @@
 //! admin API's rates, usage records) as if user space had relayed it.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::turn::fast_path::FastRoute;
@@ -16,7 +16,7 @@ pub(super) struct KernelRoutes {
     path: Arc<FastPath>,
     /// Per listener: its own address when bound to one (with a wildcard
     /// listener the kernel learns which address the client uses), and port.
-    listeners: Vec<(Option<SocketAddrV4>, u16)>,
+    listeners: Vec<(Option<IpAddr>, u16)>,
     routes: HashMap<u64, Vec<(ClientKey, PeerKey)>>,
     /// The kernel's counts at the last fold, by allocation.
     folded: HashMap<u64, Traffic>,
@@ -30,7 +30,7 @@ impl KernelRoutes {
         let listeners = listeners
             .iter()
             .map(|l| match l.local_addr() {
-                Ok(SocketAddr::V4(a)) if !a.ip().is_unspecified() => (Some(a), a.port()),
+                Ok(a) if !a.ip().is_unspecified() => (Some(a.ip()), a.port()),
                 Ok(a) => (None, a.port()),
                 Err(_) => (None, 0),
             })

@@ -1,8 +1,9 @@
 //! Which channels the kernel may relay by itself (the XDP fast path), decided
 //! here so that it never relays what this core would refuse. A channel
-//! qualifies while it is bound and its peer permitted, for a UDP client over
-//! IPv4 to an IPv4 peer that policy allows outright (a permission limited to
-//! our own relay ports needs the liveness check on every packet). The core
+//! qualifies while it is bound and its peer permitted, for a UDP client of
+//! either family to a peer of either family (through the allocation's relay
+//! of the peer's family) that policy allows outright (a permission limited
+//! to our own relay ports needs the liveness check on every packet). The core
 //! names each route with the moment it stops being valid (the earliest of
 //! the allocation's, the permission's and the channel's expiry) and sends it
 //! again whenever one of them is refreshed; the kernel checks that moment on
@@ -11,7 +12,7 @@
 //! the allocation ends, its routes are forgotten before its usage record
 //! goes out.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::usage::Traffic;
@@ -21,12 +22,13 @@ use super::{Command, Transport, TurnCore};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FastRoute {
     pub allocation: u64,
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// Which of our listeners the client talks to.
     pub listener: u16,
-    /// Where the relay socket is bound (what peers' datagrams arrive at).
-    pub relay: SocketAddrV4,
-    pub peer: SocketAddrV4,
+    /// Where the relay socket of the peer's family is bound (what the
+    /// peer's datagrams arrive at).
+    pub relay: SocketAddr,
+    pub peer: SocketAddr,
     pub channel: u16,
     pub expires: Instant,
 }
@@ -46,24 +48,26 @@ impl TurnCore {
         let Some(alloc) = self.allocations.get(&id) else {
             return;
         };
-        let SocketAddr::V4(client) = alloc.client.addr else {
-            return;
-        };
-        if alloc.client.transport != Transport::Udp || alloc.pending.is_some() {
-            return;
-        }
-        let Some(relay) = alloc.v4.filter(|r| r.bound) else {
-            return;
-        };
-        let SocketAddr::V4(relay) = relay.bind else {
-            return;
-        };
-        if relay.ip().is_unspecified() {
+        let client = alloc.client.addr;
+        if alloc.client.transport != Transport::Udp
+            || alloc.pending.is_some()
+            || mapped(client.ip())
+        {
             return;
         }
+        // The relays the kernel can send from, by family.
+        let relay_of = |v6: bool| {
+            let relay = if v6 { alloc.v6 } else { alloc.v4 };
+            relay
+                .filter(|r| r.bound && !r.bind.ip().is_unspecified())
+                .map(|r| r.bind)
+        };
         let mut routes = Vec::new();
         for ch in alloc.channels.iter().filter(|c| c.expires > now) {
-            let SocketAddr::V4(peer) = ch.peer else {
+            if mapped(ch.peer.ip()) {
+                continue;
+            }
+            let Some(relay) = relay_of(ch.peer.is_ipv6()) else {
                 continue;
             };
             let Some(perm) = alloc.permission(ch.peer.ip(), now) else {
@@ -77,7 +81,7 @@ impl TurnCore {
                 client,
                 listener: alloc.client.listener,
                 relay,
-                peer,
+                peer: ch.peer,
                 channel: ch.number,
                 expires: alloc.expires.min(perm.expires).min(ch.expires),
             });
@@ -136,6 +140,12 @@ impl TurnCore {
     }
 }
 
+/// An IPv4 address in IPv6 clothing: the kernel keeps IPv4 addresses that
+/// way, so it would take it for one. User space keeps such a party.
+fn mapped(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+}
+
 #[cfg(any(test, feature = "fuzzing"))]
 impl TurnCore {
     /// Err when the kernel, holding `route`, would relay something this core
@@ -149,7 +159,7 @@ impl TurnCore {
             .allocations
             .get(&route.allocation)
             .ok_or_else(|| format!("fast route for gone allocation {}", route.allocation))?;
-        let peer = SocketAddr::V4(route.peer);
+        let peer = route.peer;
         let channel = alloc
             .channel(route.channel, now)
             .filter(|c| c.peer == peer)
@@ -163,10 +173,14 @@ impl TurnCore {
                 "fast route outlives its allocation, permission or channel: {route:?}"
             ));
         }
-        if alloc.client.addr != SocketAddr::V4(route.client)
-            || alloc.client.transport != Transport::Udp
-        {
+        if alloc.client.addr != route.client || alloc.client.transport != Transport::Udp {
             return Err(format!("fast route for another client: {route:?}"));
+        }
+        let relay = if peer.is_ipv6() { alloc.v6 } else { alloc.v4 };
+        if relay.map(|r| r.bind) != Some(route.relay) {
+            return Err(format!(
+                "fast route through a relay the allocation does not have for the peer's family: {route:?}"
+            ));
         }
         Ok(())
     }

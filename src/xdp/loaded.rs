@@ -2,7 +2,7 @@
 //! `Ebpf`, which detaches the program (a bpf_link: the kernel also detaches
 //! it when the process dies, so a crash never leaves it relaying).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode};
@@ -49,16 +49,14 @@ fn take<K: aya::Pod, V: aya::Pod>(
 /// `native_only`: no fallback to the kernel's generic hook.
 pub fn load(
     interface: &str,
-    own: &[Ipv4Addr],
+    own: &[IpAddr],
     mtu: u32,
     native_only: bool,
 ) -> Result<(Maps, &'static str), NotAttached> {
     let mut ebpf = Ebpf::load(OBJECT).map_err(denied)?;
-    let mut addresses: HashMap<MapData, u32, u8> = take(&mut ebpf, "OWN_ADDRESSES")?;
+    let mut addresses: HashMap<MapData, Addr, u8> = take(&mut ebpf, "OWN_ADDRESSES")?;
     for ip in own {
-        addresses
-            .insert(u32::from_ne_bytes(ip.octets()), 1, 0)
-            .map_err(denied)?;
+        addresses.insert(addr(*ip), 1, 0).map_err(denied)?;
     }
     let settings = ebpf
         .take_map("SETTINGS")
@@ -131,7 +129,7 @@ impl Maps {
         if let Ok(old) = self.peers.get(&pk, 0)
             && old.allocation == allocation
         {
-            if pr.server_ip == 0 {
+            if pr.server_ip == [0; 16] {
                 pr.server_ip = old.server_ip;
             }
             pr.client_mac = old.client_mac;
@@ -187,8 +185,8 @@ impl Maps {
     }
 
     /// Packets per verdict (maps::VERDICTS), summed over CPUs.
-    pub fn verdicts(&self) -> [u64; 8] {
-        let mut out = [0; 8];
+    pub fn verdicts(&self) -> [u64; VERDICTS.len()] {
+        let mut out = [0; VERDICTS.len()];
         for (i, slot) in out.iter_mut().enumerate() {
             if let Ok(per_cpu) = self.verdicts.get(&(i as u32), 0) {
                 *slot = per_cpu.iter().sum();

@@ -1,7 +1,8 @@
 //! The XDP fast path: bpf/relay.bpf.c, built by build.rs with clang, loaded
 //! and attached with aya (a pure-Rust loader: no libbpf at run time, and the
 //! daemon still builds and runs where clang is absent). The program relays
-//! bound channels of UDP clients over IPv4 in the driver; the TURN core
+//! bound channels of UDP clients in the driver, over IPv4, IPv6 and from
+//! either family to the other; the TURN core
 //! decides which channels qualify (`turn::fast_path`) and the workers put
 //! them in the maps here and take them out.
 //!
@@ -12,7 +13,7 @@
 pub mod maps;
 pub mod metrics;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -50,12 +51,15 @@ pub fn start(cfg: &Config, relay: &RelayAddrs) -> anyhow::Result<Option<Arc<Fast
     if setting == XdpSetting::Off {
         return Ok(None);
     }
-    match FastPath::attach(&cfg.turn.xdp_interface, relay.v4.bind, setting) {
+    let relays: Vec<IpAddr> = std::iter::once(relay.v4.bind)
+        .chain(relay.v6.as_ref().map(|r| r.bind))
+        .collect();
+    match FastPath::attach(&cfg.turn.xdp_interface, &relays, setting) {
         Ok(fp) => {
             tracing::info!(
                 interface = %fp.interface,
                 mode = fp.mode,
-                "XDP fast path attached: bound channels of UDP clients over IPv4 are relayed in the kernel"
+                "XDP fast path attached: bound channels of UDP clients are relayed in the kernel"
             );
             let fp = Arc::new(fp);
             if let Ok(mut a) = ATTACHED.lock() {
@@ -110,9 +114,11 @@ pub fn reconfigure(cfg: &Config) {
 }
 
 impl FastPath {
+    /// `relays`: the relay addresses, IPv4's first; the interface is the
+    /// first one's that has an address of its own.
     fn attach(
         interface: &str,
-        relay: IpAddr,
+        relays: &[IpAddr],
         setting: XdpSetting,
     ) -> Result<FastPath, NotAttached> {
         if !cfg!(natbridge_xdp) {
@@ -120,15 +126,12 @@ impl FastPath {
                 "this natbridge was built without it (clang was not found at build time)".into(),
             ));
         }
-        let IpAddr::V4(relay) = relay else {
-            return Err(NotAttached("the relay address is not IPv4".into()));
-        };
-        if relay.is_unspecified() {
-            return Err(NotAttached(
-                "turn.relay_ip is unspecified (0.0.0.0); the fast path needs the relay's own address".into(),
-            ));
-        }
         let interface = if interface.is_empty() {
+            let Some(&relay) = relays.iter().find(|ip| !ip.is_unspecified()) else {
+                return Err(NotAttached(
+                    "turn.relay_ip is unspecified (0.0.0.0); the fast path needs the relay's own address or turn.xdp_interface".into(),
+                ));
+            };
             interface_of(relay)?
         } else {
             interface.to_owned()
@@ -177,7 +180,7 @@ impl FastPath {
     pub fn install(
         &self,
         r: &FastRoute,
-        server: Option<SocketAddrV4>,
+        server: Option<IpAddr>,
         server_port: u16,
     ) -> Option<(ClientKey, PeerKey)> {
         let (ck, cr, pk, pr) = maps::entries(r, server, server_port, self.clock.ns(r.expires));
@@ -211,7 +214,7 @@ impl FastPath {
     }
 
     /// Packets per verdict since attaching (maps::VERDICTS order).
-    pub fn verdicts(&self) -> [u64; 8] {
+    pub fn verdicts(&self) -> [u64; maps::VERDICTS.len()] {
         self.maps
             .lock()
             .ok()
@@ -289,11 +292,11 @@ fn is_virtual(interface: &str) -> bool {
         .unwrap_or(true)
 }
 
-fn interface_of(ip: Ipv4Addr) -> Result<String, NotAttached> {
+fn interface_of(ip: IpAddr) -> Result<String, NotAttached> {
     let list = if_addrs::get_if_addrs()
         .map_err(|e| NotAttached(format!("cannot list interfaces: {e}")))?;
     list.into_iter()
-        .find(|i| i.ip() == IpAddr::V4(ip))
+        .find(|i| i.ip() == ip)
         .map(|i| i.name)
         .ok_or_else(|| {
             NotAttached(format!(
@@ -302,15 +305,12 @@ fn interface_of(ip: Ipv4Addr) -> Result<String, NotAttached> {
         })
 }
 
-fn own_addresses(interface: &str) -> Vec<Ipv4Addr> {
+fn own_addresses(interface: &str) -> Vec<IpAddr> {
     if_addrs::get_if_addrs()
         .unwrap_or_default()
         .into_iter()
         .filter(|i| i.name == interface)
-        .filter_map(|i| match i.ip() {
-            IpAddr::V4(ip) => Some(ip),
-            IpAddr::V6(_) => None,
-        })
+        .map(|i| i.ip())
         .collect()
 }
 
@@ -327,7 +327,7 @@ mod loaded {
 
     pub fn load(
         _: &str,
-        _: &[std::net::Ipv4Addr],
+        _: &[std::net::IpAddr],
         _: u32,
         _: bool,
     ) -> Result<(Maps, &'static str), NotAttached> {
@@ -353,8 +353,8 @@ mod loaded {
         pub fn traffic(&self, _: u64) -> KernelTraffic {
             KernelTraffic::default()
         }
-        pub fn verdicts(&self) -> [u64; 8] {
-            [0; 8]
+        pub fn verdicts(&self) -> [u64; VERDICTS.len()] {
+            [0; VERDICTS.len()]
         }
     }
 }

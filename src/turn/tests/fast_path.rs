@@ -177,3 +177,90 @@ fn capped_allocations_stay_in_user_space_and_a_reload_with_caps_takes_routes_bac
     assert!(h.fast.is_empty());
     assert_eq!(h.forgotten.len(), 1);
 }
+
+#[test]
+fn each_peer_goes_through_the_relay_of_its_family() {
+    let mut h = Harness::new(|cfg| {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        cfg.relay_v6 = Some(RelayAddress {
+            bind: v6,
+            advertised: v6,
+        });
+    });
+    h.core.enable_fast_path();
+    let cr = cred("alice", 86400, "current");
+    // A dual-stack allocation of an IPv4 client.
+    let c = client(1);
+    let challenge = h
+        .send(c, &Req::new(METHOD_ALLOCATE).transport().bytes())
+        .unwrap();
+    let nonce = nonce_of(&challenge);
+    let r = h
+        .send(
+            c,
+            &Req::new(METHOD_ALLOCATE)
+                .transport()
+                .attr(super::wire::ATTR_ADDITIONAL_ADDRESS_FAMILY, &[2, 0, 0, 0])
+                .signed(&cr, &nonce),
+        )
+        .unwrap();
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    h.drive();
+    let v6_peer = "[2606:4700::1111]:9";
+    for (ch, peer) in [
+        (0x4000, PEER),
+        (0x4001, v6_peer),
+        (0x4002, "[::ffff:8.8.4.4]:9"),
+    ] {
+        bind(&mut h, c, &cr, &nonce, ch, peer);
+        h.drive();
+    }
+    let routes: Vec<_> = h
+        .fast
+        .iter()
+        .map(|r| (r.channel, r.peer, r.relay))
+        .collect();
+    let via = |ch: u16| routes.iter().find(|r| r.0 == ch).map(|r| (r.1, r.2.ip()));
+    let v4_relay: IpAddr = "127.0.0.1".parse().unwrap();
+    assert_eq!(via(0x4000), Some((PEER.parse().unwrap(), v4_relay)));
+    assert_eq!(
+        via(0x4001),
+        Some((v6_peer.parse().unwrap(), "2001:db8::1".parse().unwrap()))
+    );
+    // An IPv4 peer written as ::ffff:a.b.c.d is an IPv4 peer.
+    assert_eq!(via(0x4002), Some(("8.8.4.4:9".parse().unwrap(), v4_relay)));
+    for r in &h.fast {
+        h.core.would_relay(r, h.now.mono).unwrap();
+    }
+
+    // An IPv6 client with an IPv4 relay (REQUESTED-ADDRESS-FAMILY).
+    let c6 = ClientAddr::udp("[2001:db8::2]:40000".parse().unwrap());
+    let challenge = h
+        .send(c6, &Req::new(METHOD_ALLOCATE).transport().bytes())
+        .unwrap();
+    let nonce = nonce_of(&challenge);
+    let r = h
+        .send(
+            c6,
+            &Req::new(METHOD_ALLOCATE)
+                .transport()
+                .attr(
+                    stun::attributes::ATTR_REQUESTED_ADDRESS_FAMILY,
+                    &[1, 0, 0, 0],
+                )
+                .signed(&cr, &nonce),
+        )
+        .unwrap();
+    assert_eq!(r.typ.class, CLASS_SUCCESS_RESPONSE);
+    h.drive();
+    let before = h.fast.len();
+    bind(&mut h, c6, &cr, &nonce, 0x4000, PEER);
+    h.drive();
+    let route = h.fast[before..]
+        .last()
+        .copied()
+        .expect("a route for the IPv6 client");
+    assert_eq!(route.client, c6.addr);
+    assert!(route.relay.is_ipv4() && route.peer.is_ipv4());
+    h.core.would_relay(&route, h.now.mono).unwrap();
+}

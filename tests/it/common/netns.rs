@@ -1,7 +1,8 @@
 //! A network of its own for tests that need a real interface: loopback has
 //! no native XDP. Two namespaces joined by a veth pair: the server's
-//! (10.78.0.1 on `s0`, where the daemon runs) and the world's (`w0`, holding
-//! the clients' and peers' addresses 10.78.0.2 and up). Each test makes its
+//! (10.78.0.1 and fd78::1 on `s0`, where the daemon runs) and the world's
+//! (`w0`, holding the clients' and peers' addresses 10.78.0.2 and fd78::2
+//! and up). Each test makes its
 //! own pair, with its own names, and deletes it when done; nothing reaches
 //! the host's network.
 //!
@@ -16,7 +17,7 @@
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,10 +30,16 @@ use super::*;
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
+pub const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd78, 0, 0, 0, 0, 0, 0, 1);
 
 /// The world's address number `host` (2 and up).
 pub fn world_ip(host: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 78, 0, host)
+}
+
+/// The world's IPv6 address number `host` (2 and up).
+pub fn world_ip6(host: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd78, 0, 0, 0, 0, 0, 0, host.into())
 }
 
 pub struct Net {
@@ -132,17 +139,34 @@ impl Net {
         ])?;
         run(&["ip", "-n", &s, "link", "set", &sv, "name", "s0"])?;
         run(&["ip", "-n", &w, "link", "set", &wv, "name", "w0"])?;
-        run(&["ip", "-n", &s, "addr", "add", "10.78.0.1/24", "dev", "s0"])?;
-        for host in 2..=5 {
+        // nodad: usable at once, not after duplicate address detection.
+        for (ns, dev, host) in [
+            (&s, "s0", 1),
+            (&w, "w0", 2),
+            (&w, "w0", 3),
+            (&w, "w0", 4),
+            (&w, "w0", 5),
+        ] {
             run(&[
                 "ip",
                 "-n",
-                &w,
+                ns,
                 "addr",
                 "add",
                 &format!("10.78.0.{host}/24"),
                 "dev",
-                "w0",
+                dev,
+            ])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("fd78::{host}/64"),
+                "dev",
+                dev,
+                "nodad",
             ])?;
         }
         for (ns, dev) in [(&s, "s0"), (&w, "w0")] {
@@ -189,9 +213,13 @@ impl Net {
 
     /// A UDP socket at the world's address `host`.
     pub fn udp(&self, host: u8) -> std::net::UdpSocket {
+        self.udp_at(world_ip(host).into())
+    }
+
+    /// A UDP socket at the world's address `ip`.
+    pub fn udp_at(&self, ip: IpAddr) -> std::net::UdpSocket {
         self.in_world(|| {
-            std::net::UdpSocket::bind(SocketAddrV4::new(world_ip(host), 0))
-                .expect("bind world socket")
+            std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).expect("bind world socket")
         })
     }
 
@@ -201,10 +229,15 @@ impl Net {
     }
 
     /// Starts `natbridge serve` in the server namespace with `cfg` (listen
-    /// and HTTP addresses chosen here) and waits for it to be ready.
+    /// and HTTP addresses chosen here: TURN on both families, relays on
+    /// both) and waits for it to be ready.
     pub fn start_daemon(&self, mut cfg: Config) -> NsDaemon {
-        cfg.listen = vec![SocketAddr::new(SERVER.into(), 3478)];
+        cfg.listen = vec![
+            SocketAddr::new(SERVER.into(), 3478),
+            SocketAddr::new(SERVER6.into(), 3478),
+        ];
         cfg.relay_ip = SERVER.to_string();
+        cfg.relay_ipv6 = SERVER6.to_string();
         cfg.http = Some(SocketAddr::new(SERVER.into(), 8080));
         if cfg.relay_ports.is_none() {
             cfg.relay_ports = Some((50000, 50999));
@@ -227,6 +260,7 @@ impl Net {
         let mut d = NsDaemon {
             child,
             addr: SocketAddr::new(SERVER.into(), 3478),
+            addr6: SocketAddr::new(SERVER6.into(), 3478),
             http: SocketAddr::new(SERVER.into(), 8080),
             config_path,
             log_path,
@@ -297,6 +331,7 @@ impl Drop for Net {
 pub struct NsDaemon {
     child: Child,
     pub addr: SocketAddr,
+    pub addr6: SocketAddr,
     pub http: SocketAddr,
     pub config_path: PathBuf,
     log_path: PathBuf,
@@ -312,9 +347,16 @@ impl NsDaemon {
         self.child.id()
     }
 
-    /// UDP datagrams the server namespace's stack has received: what the
-    /// fast path keeps away from it.
+    /// UDP datagrams the server namespace's stack has received, over both
+    /// families: what the fast path keeps away from it.
     pub fn stack_udp_in(&self) -> u64 {
+        let snmp6 = std::fs::read_to_string(format!("/proc/{}/net/snmp6", self.pid()))
+            .expect("read the server namespace's /proc/net/snmp6");
+        let v6: u64 = snmp6
+            .lines()
+            .find_map(|l| l.strip_prefix("Udp6InDatagrams"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("Udp6InDatagrams");
         let snmp = std::fs::read_to_string(format!("/proc/{}/net/snmp", self.pid()))
             .expect("read the server namespace's /proc/net/snmp");
         let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
@@ -326,11 +368,12 @@ impl NsDaemon {
             .split_whitespace()
             .position(|n| n == "InDatagrams")
             .expect("InDatagrams");
-        values
+        let v4: u64 = values
             .split_whitespace()
             .nth(at)
             .and_then(|v| v.parse().ok())
-            .expect("a count")
+            .expect("a count");
+        v4 + v6
     }
 
     /// A metric's value (the sum of its series matching `labels`).

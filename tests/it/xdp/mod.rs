@@ -2,7 +2,10 @@
 //! own: bound channels are relayed in the kernel byte for byte, never past
 //! what user space allows (expiry, revocation, deletion, the peer policy),
 //! its traffic is counted as if user space had relayed it, and detaching it
-//! leaves traffic flowing through user space.
+//! leaves traffic flowing through user space. IPv6 and mixed families:
+//! `families`.
+
+mod families;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,8 +24,9 @@ const SILENCE: Duration = Duration::from_millis(300);
 fn config() -> Config {
     Config {
         workers: 1,
-        // 10.78.0.3 may be a peer; 10.78.0.4, private like it, may not.
-        allow: Some(vec!["10.78.0.3/32".into()]),
+        // 10.78.0.3 and fd78::3 may be peers; 10.78.0.4, private like
+        // them, may not.
+        allow: Some(vec!["10.78.0.3/32".into(), "fd78::3/128".into()]),
         turn_extra_toml: "xdp = \"on\"\n".into(),
         extra_toml: format!("admin_token = \"{ADMIN}\"\n[metrics]\nallow = [\"10.78.0.0/24\"]\n"),
         ..Config::default()
@@ -56,6 +60,12 @@ async fn call(net: &Net, d: &NsDaemon, user: &str) -> Call {
     let mut client = net.client(2, d.addr, user);
     let peer = tokio_udp(net.udp(3));
     let relay = client.allocate_ok().await;
+    bound(client, peer, relay).await
+}
+
+/// Binds `CHANNEL` from an allocated client to `peer` and relays one
+/// datagram each way.
+async fn bound(mut client: UdpClient, peer: UdpSocket, relay: SocketAddr) -> Call {
     let peer_addr = peer.local_addr().expect("peer address");
     let r = client.channel_bind(CHANNEL, peer_addr).await;
     assert!(is_success(&r), "ChannelBind: {r:?}");
