@@ -32,6 +32,12 @@
 #               for the veth default). With a qdisc, a full ring at the server
 #               end stops the world end's queue instead of dropping: the
 #               deeper receive ring a NIC has (see docs/benchmarks.md)
+#   CONFIGS     which servers to run (default "natbridge-xdp natbridge-off
+#               coturn"); the order rotates between rounds
+#   BPF_STATS   1: turn on kernel.bpf_stats_enabled during the runs (restored
+#               at exit) and record the XDP program's own run time on the
+#               server end, per packet it looked at ("XDP program time" in the
+#               summary). Off by default: it adds two clock reads per packet.
 #   NS_PREFIX   namespace name prefix (default nbb); NET the /24 to use
 #               (default 10.79.0)
 #
@@ -61,6 +67,8 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 NAPI_DEFER_US=${NAPI_DEFER_US:-0}
 WORLD_QDISC=${WORLD_QDISC:-pfifo limit 1000}
+CONFIGS=${CONFIGS:-natbridge-xdp natbridge-off coturn}
+BPF_STATS=${BPF_STATS:-0}
 NS_PREFIX=${NS_PREFIX:-nbb}
 NET=${NET:-10.79.0}
 CLIENTS=100
@@ -106,6 +114,7 @@ done
 
 SERVER_PID=
 CREATED_NS=()
+STATS_WAS=
 cleanup() {
     if [ -n "$SERVER_PID" ]; then
         kill -KILL "$SERVER_PID" 2>/dev/null || true
@@ -114,9 +123,15 @@ cleanup() {
     for ns in "${CREATED_NS[@]}"; do
         ip netns del "$ns" 2>/dev/null || true
     done
+    [ -z "$STATS_WAS" ] || sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+if [ "$BPF_STATS" = 1 ]; then
+    command -v bpftool >/dev/null 2>&1 || die "BPF_STATS=1 needs bpftool"
+    STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+    sysctl -qw kernel.bpf_stats_enabled=1
+fi
 
 # ---------------------------------------------------------------------------
 # Topology
@@ -149,6 +164,13 @@ pin_napi() {
     [ -n "$tids" ] || die "no NAPI thread for $1 (threaded NAPI off, or no XDP program on it)"
     for tid in ${tids//,/ }; do taskset -pc "$2" "$tid" >/dev/null; done
     echo "$tids"
+}
+
+prog_stats() { # "runs ns" of the XDP program on the server end, by its id
+    local id
+    id=$(ip -n "$NS_S" -d link show "$IF_S" | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p')
+    [ -n "$id" ] || { echo "0 0"; return; }
+    bpftool prog show id "$id" | sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\2 \1/p' | grep . || echo "0 0"
 }
 
 xdp_of() { ip -n "$NS_S" -d link show "$IF_S" | sed -n 's/.*prog\/xdp id [0-9]* name \([^ ]*\).*/\1/p'; }
@@ -316,6 +338,8 @@ run_point() { # config point round
     c0=$(cpu_busy "$SERVER_CPU"); s0=$(ticks "$SERVER_PID"); n0=$(ticks "$S_NAPI")
     w0=$(ticks "$W_NAPI"); u0=$(udp_in); g0=$(usage_packets "$OUT/$name.log")
     drops >"$OUT/$name.drops0"
+    local p0="0 0"
+    [ "$BPF_STATS" = 1 ] && p0=$(prog_stats)
     in_w taskset -c "$LOAD_CPU" timeout $((DURATION + 60)) "$NB" bench turn \
         --server "$SRV_IP:$PORT" --peer-ip "$PEER_IP" --secret "$SECRET" \
         --clients "$CLIENTS" --rate "$rate" --size "$SIZE" --duration "$DURATION" --drain 1 \
@@ -323,6 +347,8 @@ run_point() { # config point round
         --json-out "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 ||
         { cat "$OUT/$name.txt" >&2; die "bench $name failed"; }
     kill -0 "$SERVER_PID" 2>/dev/null || die "$cfg died during $name"
+    local p1="0 0"
+    [ "$BPF_STATS" = 1 ] && p1=$(prog_stats)
     # The NAPI thread must be the one measured from start to end.
     [ "$(napi_tids "$IF_S")" = "$S_NAPI" ] || die "the NAPI thread of $IF_S changed during $name"
     sleep 0.5 # usage records of the deleted allocations
@@ -334,6 +360,10 @@ run_point() { # config point round
         echo "udp_in=$(( $(udp_in) - u0 ))"
         echo "usage_packets=$(( $(usage_packets "$OUT/$name.log") - g0 ))"
         echo "xdp=$(xdp_of)"
+        if [ "$BPF_STATS" = 1 ]; then
+            echo "xdp_prog_runs=$(( ${p1% *} - ${p0% *} ))"
+            echo "xdp_prog_ns=$(( ${p1#* } - ${p0#* } ))"
+        fi
         drops | awk 'NR == FNR { before[$1] = $2; next } { print $1 "=" $2 - before[$1] }' "$OUT/$name.drops0" -
     } >"$OUT/$name.extra"
     stop_server
@@ -364,14 +394,13 @@ run_point() { # config point round
 cat "$OUT/machine.txt" >&2
 log "results in $OUT"
 
-CONFIGS="natbridge-xdp natbridge-off coturn"
+read -ra CONFIG_LIST <<<"$CONFIGS"
 for round in $(seq "$ROUNDS"); do
-    # Interleaved: every point runs all three servers back to back, and the
+    # Interleaved: every point runs all the servers back to back, and the
     # order rotates between rounds.
+    shift_by=$(( (round - 1) % ${#CONFIG_LIST[@]} ))
+    order="${CONFIG_LIST[*]:shift_by} ${CONFIG_LIST[*]:0:shift_by}"
     for point in $LADDER; do
-        order=$CONFIGS
-        [ $((round % 3)) = 2 ] && order="natbridge-off coturn natbridge-xdp"
-        [ $((round % 3)) = 0 ] && order="coturn natbridge-xdp natbridge-off"
         for cfg in $order; do
             log "round $round/$ROUNDS, $point pps offered: $cfg (load $(cut -d' ' -f1 /proc/loadavg))"
             run_point "$cfg" "$point" "$round"

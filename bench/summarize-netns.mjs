@@ -164,6 +164,26 @@ for (const point of points) {
   }
 }
 
+// --- The XDP program's own time (BPF_STATS=1): what it costs next to the
+// rest of the server end's receive path.
+const timed = runs.filter((r) => r.extra.xdp_prog_runs > 0);
+if (timed.length > 0) {
+  p();
+  p("### XDP program time (BPF_STATS=1)");
+  p();
+  p("The program's own run time on the server end (kernel.bpf_stats_enabled: run_time_ns / run_cnt), against the server's CPU per relayed packet; the rest of that is the kernel's receive and transmit path around it (on veth: taking the packet off the ring, making it XDP-ready, handing XDP_TX frames to the other end) and the server process.");
+  p();
+  p("| offered pps | server | round | packets the program saw | ns per packet in the program | server CPU ns per relayed packet | program share |");
+  p("|---|---|---|---|---|---|---|");
+  for (const r of timed) {
+    const ns = r.extra.xdp_prog_ns / r.extra.xdp_prog_runs;
+    const perPacket = r.perM * 1000; // CPU s per million = us per packet
+    p(
+      `| ${label(r.point)} | ${NAMES[r.cfg]} | ${r.round} | ${n0(r.extra.xdp_prog_runs)} | ${f(ns, 0)} | ${f(perPacket, 0)} | ${f((100 * ns * r.extra.xdp_prog_runs) / (perPacket * r.relayed), 1)} % |`,
+    );
+  }
+}
+
 // --- The issue's goals, in this topology
 const verdict = (ok) => (ok ? "**met**" : "**not met**");
 p();
