@@ -22,14 +22,19 @@ struct client_key {
 };
 
 struct client_route {
-	struct addr server_ip; // all zero: any of our addresses (a wildcard listener)
-	struct addr relay_ip;  // the relay of the peer's family
+	// All zero: any of our addresses (a wildcard listener) until the first
+	// packet to one of them, which the program then keeps.
+	struct addr server_ip;
+	struct addr relay_ip; // the relay of the peer's family
 	struct addr peer_ip;
 	__be16 relay_port;
 	__be16 peer_port;
 	__u8 peer_mac[6]; // learnt from the peer's packets; zero until then
-	__u16 pad;
-	__u32 pad2;
+	// The client's neighbour as last written into the reverse entry: while
+	// packets come from it, that entry needs no lookup.
+	__u8 client_mac_sent[6];
+	__u32 traffic_slot; // the allocation's counters in TRAFFIC
+	__u32 pad;
 	__u64 expires_ns; // CLOCK_MONOTONIC; the earliest of allocation, permission, channel
 	__u64 allocation;
 };
@@ -50,11 +55,14 @@ struct peer_route {
 	__be16 channel;
 	__u16 pad;
 	__u8 client_mac[6]; // learnt from the client's packets; zero until then
-	__u16 pad2;
+	__u8 peer_mac_sent[6]; // as client_route.client_mac_sent, the other way
+	__u32 traffic_slot;
 	__u64 expires_ns;
 	__u64 allocation;
 };
 
+// Per allocation and CPU, in the slot user space gave the allocation: an
+// array lookup costs next to nothing, and per-CPU counters need no atomics.
 struct traffic {
 	__u64 packets_to_peer;
 	__u64 bytes_to_peer;
@@ -83,11 +91,12 @@ struct {
 	__type(value, struct peer_route);
 } PEER_ROUTES SEC(".maps");
 
+#define TRAFFIC_SLOTS 65536
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TRAFFIC_SLOTS);
+	__type(key, __u32);
 	__type(value, struct traffic);
 } TRAFFIC SEC(".maps");
 

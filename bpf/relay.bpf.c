@@ -148,11 +148,16 @@ INLINE int learnt(const __u8 *mac)
 	return (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) != 0;
 }
 
+INLINE int same_mac(const __u8 *a, const __u8 *b)
+{
+	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) |
+	        (a[5] ^ b[5])) == 0;
+}
+
 // Written only when it changed: the entry is shared by every CPU.
 INLINE void learn(__u8 *mac, const __u8 *seen)
 {
-	if ((mac[0] ^ seen[0]) | (mac[1] ^ seen[1]) | (mac[2] ^ seen[2]) | (mac[3] ^ seen[3]) |
-	    (mac[4] ^ seen[4]) | (mac[5] ^ seen[5]))
+	if (!same_mac(mac, seen))
 		__builtin_memcpy(mac, seen, ETH_ALEN);
 }
 
@@ -168,17 +173,17 @@ INLINE __u32 max_ip_len(void)
 	return s ? s->max_ip_len : 0;
 }
 
-INLINE void count(__u64 allocation, int to_peer, __u64 bytes)
+INLINE void count(__u32 slot, int to_peer, __u64 bytes)
 {
-	struct traffic *t = bpf_map_lookup_elem(&TRAFFIC, &allocation);
+	struct traffic *t = bpf_map_lookup_elem(&TRAFFIC, &slot);
 	if (!t)
 		return;
 	if (to_peer) {
-		__sync_fetch_and_add(&t->packets_to_peer, 1);
-		__sync_fetch_and_add(&t->bytes_to_peer, bytes);
+		t->packets_to_peer += 1;
+		t->bytes_to_peer += bytes;
 	} else {
-		__sync_fetch_and_add(&t->packets_to_client, 1);
-		__sync_fetch_and_add(&t->bytes_to_client, bytes);
+		t->packets_to_client += 1;
+		t->bytes_to_client += bytes;
 	}
 }
 
@@ -302,22 +307,30 @@ INLINE int from_client(struct xdp_md *ctx, struct ethhdr *eth, const struct pack
 		return note(V_UNPADDED, XDP_PASS);
 	if (now >= r->expires_ns)
 		return note(V_EXPIRED, XDP_PASS);
-	if (is_zero(&r->server_ip) ? !is_own_address(&p->dst) : !same(&r->server_ip, &p->dst))
+	if (is_zero(&r->server_ip)) {
+		if (!is_own_address(&p->dst))
+			return note(V_ADDRESS, XDP_PASS);
+		r->server_ip = p->dst;
+	} else if (!same(&r->server_ip, &p->dst)) {
 		return note(V_ADDRESS, XDP_PASS);
+	}
 
 	// The reply path needs the address the client talks to and the
-	// neighbour its packets come through.
-	struct peer_key pk = {
-		.peer_ip = r->peer_ip,
-		.relay_ip = r->relay_ip,
-		.peer_port = r->peer_port,
-		.relay_port = r->relay_port,
-	};
-	struct peer_route *back = bpf_map_lookup_elem(&PEER_ROUTES, &pk);
-	if (back && back->allocation == r->allocation) {
-		if (is_zero(&back->server_ip))
-			back->server_ip = p->dst;
-		learn(back->client_mac, eth->h_source);
+	// neighbour its packets come through; looked up only when they change.
+	if (!same_mac(r->client_mac_sent, eth->h_source)) {
+		struct peer_key pk = {
+			.peer_ip = r->peer_ip,
+			.relay_ip = r->relay_ip,
+			.peer_port = r->peer_port,
+			.relay_port = r->relay_port,
+		};
+		struct peer_route *back = bpf_map_lookup_elem(&PEER_ROUTES, &pk);
+		if (back && back->allocation == r->allocation) {
+			if (is_zero(&back->server_ip))
+				back->server_ip = p->dst;
+			learn(back->client_mac, eth->h_source);
+			__builtin_memcpy(r->client_mac_sent, eth->h_source, ETH_ALEN);
+		}
 	}
 	if (!learnt(r->peer_mac))
 		return note(V_NEXT_HOP, XDP_PASS);
@@ -344,14 +357,14 @@ INLINE int from_client(struct xdp_md *ctx, struct ethhdr *eth, const struct pack
 	};
 	struct csum_words to = {o.src, o.dst, o.sport, o.dport, htons(o.udp_len), htons(o.udp_len)};
 	o.check = udp_checksum(udp->check, (__be32 *)&from, sizeof(from), (__be32 *)&to, sizeof(to));
-	__u64 allocation = r->allocation;
+	__u32 slot = r->traffic_slot;
 	__u64 payload = o.udp_len - UDP_LEN;
 
 	int delta = (int)(p->ip_header_len + UDP_LEN + CHANNEL_HEADER_LEN) -
 	            (int)(ip_header_len(o.v6) + UDP_LEN);
 	int action = rewrite(ctx, delta, &o, 0, 0);
 	if (action == XDP_TX) {
-		count(allocation, 1, payload);
+		count(slot, 1, payload);
 		return note(V_TO_PEER, XDP_TX);
 	}
 	return action;
@@ -374,15 +387,19 @@ INLINE int from_peer(struct xdp_md *ctx, struct ethhdr *eth, const struct packet
 	if (now >= r->expires_ns)
 		return note(V_EXPIRED, XDP_PASS);
 	// The way to the peer, for the other direction.
-	struct client_key ck = {
-		.client_ip = r->client_ip,
-		.client_port = r->client_port,
-		.server_port = r->server_port,
-		.channel = r->channel,
-	};
-	struct client_route *fwd = bpf_map_lookup_elem(&CLIENT_ROUTES, &ck);
-	if (fwd && fwd->allocation == r->allocation)
-		learn(fwd->peer_mac, eth->h_source);
+	if (!same_mac(r->peer_mac_sent, eth->h_source)) {
+		struct client_key ck = {
+			.client_ip = r->client_ip,
+			.client_port = r->client_port,
+			.server_port = r->server_port,
+			.channel = r->channel,
+		};
+		struct client_route *fwd = bpf_map_lookup_elem(&CLIENT_ROUTES, &ck);
+		if (fwd && fwd->allocation == r->allocation) {
+			learn(fwd->peer_mac, eth->h_source);
+			__builtin_memcpy(r->peer_mac_sent, eth->h_source, ETH_ALEN);
+		}
+	}
 	if (is_zero(&r->server_ip))
 		return note(V_ADDRESS, XDP_PASS);
 	if (!learnt(r->client_mac))
@@ -415,14 +432,14 @@ INLINE int from_peer(struct xdp_md *ctx, struct ethhdr *eth, const struct packet
 		.ch = ch,
 	};
 	o.check = udp_checksum(udp->check, (__be32 *)&from, sizeof(from), (__be32 *)&to, sizeof(to));
-	__u64 allocation = r->allocation;
+	__u32 slot = r->traffic_slot;
 	__u64 payload = p->udp_len - UDP_LEN;
 
 	int delta = (int)(p->ip_header_len + UDP_LEN) -
 	            (int)(ip_header_len(o.v6) + UDP_LEN + CHANNEL_HEADER_LEN);
 	int action = rewrite(ctx, delta, &o, 1, &ch);
 	if (action == XDP_TX) {
-		count(allocation, 0, payload);
+		count(slot, 0, payload);
 		return note(V_TO_CLIENT, XDP_TX);
 	}
 	return action;

@@ -2,9 +2,10 @@
 //! `Ebpf`, which detaches the program (a bpf_link: the kernel also detaches
 //! it when the process dies, so a crash never leaves it relaying).
 
+use std::collections::{HashMap as StdHashMap, VecDeque};
 use std::net::IpAddr;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, include_bytes_aligned};
 
@@ -13,13 +14,20 @@ use super::maps::*;
 
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/relay.bpf.o"));
 
-/// BPF_NOEXIST: create only.
-const NO_EXIST: u64 = 1;
+/// TRAFFIC's length (TRAFFIC_SLOTS in bpf/maps.h): allocations with fast
+/// routes at one time, at most.
+const TRAFFIC_SLOTS: u32 = 65536;
 
 pub struct Maps {
     clients: HashMap<MapData, ClientKey, ClientRoute>,
     peers: HashMap<MapData, PeerKey, PeerRoute>,
-    traffic: HashMap<MapData, u64, KernelTraffic>,
+    /// Per-CPU counters, one slot per allocation with routes.
+    traffic: PerCpuArray<MapData, KernelTraffic>,
+    slots: StdHashMap<u64, u32>,
+    /// Free slots, oldest first: a slot is reused as late as possible, so
+    /// that a packet still in flight when its allocation was forgotten
+    /// cannot count towards the next one.
+    free: VecDeque<u32>,
     verdicts: PerCpuArray<MapData, u64>,
     // Last: maps close before the program detaches.
     _ebpf: Ebpf,
@@ -75,7 +83,11 @@ pub fn load(
         .map_err(denied)?;
     let clients = take(&mut ebpf, "CLIENT_ROUTES")?;
     let peers = take(&mut ebpf, "PEER_ROUTES")?;
-    let traffic = take(&mut ebpf, "TRAFFIC")?;
+    let traffic = ebpf
+        .take_map("TRAFFIC")
+        .ok_or_else(|| NotAttached("the program has no map TRAFFIC".into()))?;
+    let traffic =
+        PerCpuArray::try_from(traffic).map_err(|e| NotAttached(format!("map TRAFFIC: {e}")))?;
     let verdicts = ebpf
         .take_map("VERDICTS")
         .ok_or_else(|| NotAttached("the program has no map VERDICTS".into()))?;
@@ -109,6 +121,8 @@ pub fn load(
             clients,
             peers,
             traffic,
+            slots: StdHashMap::new(),
+            free: (0..TRAFFIC_SLOTS).collect(),
             verdicts,
             _ebpf: ebpf,
         },
@@ -120,11 +134,29 @@ impl Maps {
     pub fn install(
         &mut self,
         ck: ClientKey,
-        cr: ClientRoute,
+        mut cr: ClientRoute,
         pk: PeerKey,
         mut pr: PeerRoute,
         allocation: u64,
     ) -> bool {
+        // Counters first: a route whose traffic is not counted would bill
+        // nobody. An allocation keeps its slot, and its counts.
+        let slot = match self.slots.get(&allocation) {
+            Some(&slot) => slot,
+            None => {
+                let Some(slot) = self.free.pop_front() else {
+                    return false;
+                };
+                if !self.zero(slot) {
+                    self.free.push_front(slot);
+                    return false;
+                }
+                self.slots.insert(allocation, slot);
+                slot
+            }
+        };
+        cr.traffic_slot = slot;
+        pr.traffic_slot = slot;
         // A refresh keeps what the kernel has learnt.
         if let Ok(old) = self.peers.get(&pk, 0)
             && old.allocation == allocation
@@ -134,21 +166,15 @@ impl Maps {
             }
             pr.client_mac = old.client_mac;
         }
-        let mut cr = cr;
         if let Ok(old) = self.clients.get(&ck, 0)
             && old.allocation == allocation
             && old.peer_ip == cr.peer_ip
             && old.peer_port == cr.peer_port
         {
+            if cr.server_ip == [0; 16] {
+                cr.server_ip = old.server_ip;
+            }
             cr.peer_mac = old.peer_mac;
-        }
-        // Counters first: a route whose traffic is not counted would bill
-        // nobody. An existing entry keeps its counts.
-        let _ = self
-            .traffic
-            .insert(allocation, KernelTraffic::default(), NO_EXIST);
-        if self.traffic.get(&allocation, 0).is_err() {
-            return false;
         }
         if self.peers.insert(pk, pr, 0).is_err() {
             return false;
@@ -158,6 +184,16 @@ impl Maps {
             return false;
         }
         true
+    }
+
+    fn zero(&mut self, slot: u32) -> bool {
+        let Ok(cpus) = aya::util::nr_cpus() else {
+            return false;
+        };
+        let Ok(zeros) = PerCpuValues::try_from(vec![KernelTraffic::default(); cpus]) else {
+            return false;
+        };
+        self.traffic.set(slot, zeros, 0).is_ok()
     }
 
     pub fn forget(&mut self, allocation: u64, keys: &[(ClientKey, PeerKey)]) -> KernelTraffic {
@@ -180,7 +216,9 @@ impl Maps {
             }
         }
         let total = self.traffic(allocation);
-        let _ = self.traffic.remove(&allocation);
+        if let Some(slot) = self.slots.remove(&allocation) {
+            self.free.push_back(slot);
+        }
         total
     }
 
@@ -195,7 +233,22 @@ impl Maps {
         out
     }
 
+    /// The allocation's counts, summed over CPUs.
     pub fn traffic(&self, allocation: u64) -> KernelTraffic {
-        self.traffic.get(&allocation, 0).unwrap_or_default()
+        let Some(per_cpu) = self
+            .slots
+            .get(&allocation)
+            .and_then(|&slot| self.traffic.get(&slot, 0).ok())
+        else {
+            return KernelTraffic::default();
+        };
+        per_cpu
+            .iter()
+            .fold(KernelTraffic::default(), |a, t| KernelTraffic {
+                packets_to_peer: a.packets_to_peer + t.packets_to_peer,
+                bytes_to_peer: a.bytes_to_peer + t.bytes_to_peer,
+                packets_to_client: a.packets_to_client + t.packets_to_client,
+                bytes_to_client: a.bytes_to_client + t.bytes_to_client,
+            })
     }
 }

@@ -25,7 +25,8 @@ pub struct ClientKey {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClientRoute {
-    /// All zero: any of the interface's own addresses (a wildcard listener).
+    /// All zero: any of the interface's own addresses (a wildcard listener)
+    /// until the kernel sees the first packet to one of them.
     pub server_ip: Addr,
     /// The relay of the peer's family.
     pub relay_ip: Addr,
@@ -34,8 +35,11 @@ pub struct ClientRoute {
     pub peer_port: u16,
     /// The neighbour the peer's packets come through, learnt by the kernel.
     pub peer_mac: [u8; 6],
-    pub pad: u16,
-    pub pad2: u32,
+    /// The kernel's note of what it last wrote into the reverse entry.
+    pub client_mac_sent: [u8; 6],
+    /// The allocation's counters in the TRAFFIC array.
+    pub traffic_slot: u32,
+    pub pad: u32,
     pub expires_ns: u64,
     pub allocation: u64,
 }
@@ -64,7 +68,9 @@ pub struct PeerRoute {
     pub pad: u16,
     /// The neighbour the client's packets come through, learnt by the kernel.
     pub client_mac: [u8; 6],
-    pub pad2: u16,
+    /// The kernel's note of what it last wrote into the reverse entry.
+    pub peer_mac_sent: [u8; 6],
+    pub traffic_slot: u32,
     pub expires_ns: u64,
     pub allocation: u64,
 }
@@ -124,7 +130,7 @@ fn port(a: &SocketAddr) -> u16 {
 }
 
 /// Both directions' entries of a route. `server` is the listener's own
-/// address when it has one.
+/// address when it has one. The traffic slot is the loader's to fill.
 pub fn entries(
     r: &FastRoute,
     server: Option<IpAddr>,
@@ -187,9 +193,9 @@ mod tests {
     #[test]
     fn layouts_match_the_bpf_program() {
         assert_eq!(size_of::<ClientKey>(), 24);
-        assert_eq!(size_of::<ClientRoute>(), 80);
+        assert_eq!(size_of::<ClientRoute>(), 88);
         assert_eq!(size_of::<PeerKey>(), 36);
-        assert_eq!(size_of::<PeerRoute>(), 64);
+        assert_eq!(size_of::<PeerRoute>(), 72);
         assert_eq!(size_of::<KernelTraffic>(), 32);
         assert_eq!(size_of::<Settings>(), 8);
     }

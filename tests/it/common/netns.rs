@@ -231,11 +231,20 @@ impl Net {
     /// Starts `natbridge serve` in the server namespace with `cfg` (listen
     /// and HTTP addresses chosen here: TURN on both families, relays on
     /// both) and waits for it to be ready.
-    pub fn start_daemon(&self, mut cfg: Config) -> NsDaemon {
-        cfg.listen = vec![
-            SocketAddr::new(SERVER.into(), 3478),
-            SocketAddr::new(SERVER6.into(), 3478),
-        ];
+    pub fn start_daemon(&self, cfg: Config) -> NsDaemon {
+        self.start_daemon_on(
+            cfg,
+            vec![
+                SocketAddr::new(SERVER.into(), 3478),
+                SocketAddr::new(SERVER6.into(), 3478),
+            ],
+        )
+    }
+
+    /// `start_daemon` with TURN listening on `listen` (one per family, port
+    /// 3478; wildcard addresses allowed).
+    pub fn start_daemon_on(&self, mut cfg: Config, listen: Vec<SocketAddr>) -> NsDaemon {
+        cfg.listen = listen;
         cfg.relay_ip = SERVER.to_string();
         cfg.relay_ipv6 = SERVER6.to_string();
         cfg.http = Some(SocketAddr::new(SERVER.into(), 8080));

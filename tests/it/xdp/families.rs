@@ -173,3 +173,36 @@ async fn what_the_kernel_cannot_send_as_it_is_still_arrives_through_user_space()
     );
     assert_eq!(xdp_relayed(&net, &d), relayed + 1);
 }
+
+#[tokio::test]
+async fn behind_wildcard_listeners_the_kernel_learns_which_address_the_client_uses() {
+    let Some(net) = Net::create() else { return };
+    let any: Vec<SocketAddr> = vec![
+        "0.0.0.0:3478".parse().unwrap(),
+        "[::]:3478".parse().unwrap(),
+    ];
+    let d = net.start_daemon_on(config(), any);
+    for (n, family) in [Family::V4, Family::V6].into_iter().enumerate() {
+        let mut c = call_between(&net, &d, &format!("xdp-any{n}"), family, family, |_| {}).await;
+        let stack_before = d.stack_udp_in();
+        for i in 0..30 {
+            let out = payload(i, 0x11);
+            assert_eq!(
+                to_peer(&mut c, &out).await,
+                Some(out.clone()),
+                "{family:?} #{i}"
+            );
+            let back = payload(i, 0x22);
+            assert_eq!(
+                to_client(&mut c, &back).await,
+                Some(back.clone()),
+                "{family:?} #{i}"
+            );
+        }
+        let stack = d.stack_udp_in() - stack_before;
+        assert!(
+            stack < 5,
+            "{family:?}: the server's stack received {stack} datagrams"
+        );
+    }
+}
