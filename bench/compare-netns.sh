@@ -5,7 +5,7 @@
 # saturation; 100 clients, 160 B ChannelData), rounds interleaved. Prints a
 # table (offered and delivered pps, loss, server CPU per million relayed
 # packets, ratio to coturn). The results of a full run are in
-# docs/benchmarks.md, "XDP fast path on a real network path (netns)".
+# docs/benchmarks-xdp.md.
 #
 # Usage (as root): bench/compare-netns.sh      (about 10 minutes on 2 cores)
 #                  bench/compare.sh --netns     (the same)
@@ -31,7 +31,15 @@
 #   WORLD_QDISC the world end's qdisc (default "pfifo limit 1000"; "noqueue"
 #               for the veth default). With a qdisc, a full ring at the server
 #               end stops the world end's queue instead of dropping: the
-#               deeper receive ring a NIC has (see docs/benchmarks.md)
+#               deeper receive ring a NIC has (see docs/benchmarks-xdp.md)
+#   ROUTER      1: a hop between the world and the server, as a NIC's wire
+#               would be: a third namespace whose two veth ends bridge the
+#               others with XDP_REDIRECT (its NAPI threads on LOAD_CPU). The
+#               server end then receives frames, not the load side's socket
+#               buffers, which a veth would otherwise copy into XDP-ready
+#               pages on the server's CPU (see docs/benchmarks-xdp.md). Both ends
+#               compute full UDP checksums (tx offload off), as the redirect
+#               would drop a partial one
 #   CONFIGS     which servers to run (default "natbridge-xdp natbridge-off
 #               coturn"); the order rotates between rounds
 #   BPF_STATS   1: turn on kernel.bpf_stats_enabled during the runs (restored
@@ -69,6 +77,7 @@ NAPI_DEFER_US=${NAPI_DEFER_US:-0}
 WORLD_QDISC=${WORLD_QDISC:-pfifo limit 1000}
 CONFIGS=${CONFIGS:-natbridge-xdp natbridge-off coturn}
 BPF_STATS=${BPF_STATS:-0}
+ROUTER=${ROUTER:-0}
 NS_PREFIX=${NS_PREFIX:-nbb}
 NET=${NET:-10.79.0}
 CLIENTS=100
@@ -79,8 +88,11 @@ fi
 
 NS_S=$NS_PREFIX-srv
 NS_W=$NS_PREFIX-world
+NS_R=$NS_PREFIX-rtr
 IF_S=nbbs0
 IF_W=nbbw0
+IF_RW=nbbr0 # the router's end towards the world
+IF_RS=nbbr1 # and towards the server
 SRV_IP=$NET.1
 CLIENT_IP=$NET.2
 PEER_IP=$NET.3
@@ -105,7 +117,7 @@ if [ ! -x "$NB" ]; then
     cargo build --release
 fi
 NB=$(realpath "$NB")
-for ns in "$NS_S" "$NS_W"; do
+for ns in "$NS_S" "$NS_W" "$NS_R"; do
     [ ! -e "/run/netns/$ns" ] || die "namespace $ns exists already (not ours: delete it, or set NS_PREFIX)"
 done
 
@@ -179,10 +191,37 @@ pass_on_server() { # attaches XDP_PASS to the server end (if nothing is attached
     [ -n "$(xdp_of)" ] || ip -n "$NS_S" link set dev "$IF_S" xdpdrv obj "$OUT/xdp-pass.o" sec xdp
 }
 
-log "topology: $NS_S ($IF_S $SRV_IP) <-veth-> $NS_W ($IF_W $CLIENT_IP clients, $PEER_IP peer)"
 ip netns add "$NS_S"; CREATED_NS+=("$NS_S")
 ip netns add "$NS_W"; CREATED_NS+=("$NS_W")
-ip link add "$IF_S" netns "$NS_S" type veth peer name "$IF_W" netns "$NS_W"
+if [ "$ROUTER" = 1 ]; then
+    log "topology: $NS_S ($IF_S $SRV_IP) <-veth-> $NS_R ($IF_RS | XDP_REDIRECT | $IF_RW) <-veth-> $NS_W ($IF_W $CLIENT_IP clients, $PEER_IP peer)"
+    ip netns add "$NS_R"; CREATED_NS+=("$NS_R")
+    ip link add "$IF_S" netns "$NS_S" type veth peer name "$IF_RS" netns "$NS_R"
+    ip link add "$IF_W" netns "$NS_W" type veth peer name "$IF_RW" netns "$NS_R"
+    ip -n "$NS_R" link set lo up
+    ip -n "$NS_R" link set "$IF_RS" up
+    ip -n "$NS_R" link set "$IF_RW" up
+    # A two-port bridge in XDP: what comes in on one end leaves by the other.
+    rs=$(ip netns exec "$NS_R" cat "/sys/class/net/$IF_RS/ifindex")
+    rw=$(ip netns exec "$NS_R" cat "/sys/class/net/$IF_RW/ifindex")
+    cat >"$OUT/xdp-hop.c" <<HOP
+#include <linux/bpf.h>
+static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)BPF_FUNC_redirect;
+__attribute__((section("xdp"), used)) int hop(struct xdp_md *ctx)
+{
+	return bpf_redirect(ctx->ingress_ifindex == $rw ? $rs : $rw, 0);
+}
+char LICENSE[] __attribute__((section("license"), used)) = "GPL";
+HOP
+    clang -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -c "$OUT/xdp-hop.c" -o "$OUT/xdp-hop.o"
+    for dev in "$IF_RS" "$IF_RW"; do
+        ip -n "$NS_R" link set dev "$dev" xdpdrv obj "$OUT/xdp-hop.o" sec xdp
+        ip netns exec "$NS_R" sh -c "echo 1 > /sys/class/net/$dev/threaded"
+    done
+else
+    log "topology: $NS_S ($IF_S $SRV_IP) <-veth-> $NS_W ($IF_W $CLIENT_IP clients, $PEER_IP peer)"
+    ip link add "$IF_S" netns "$NS_S" type veth peer name "$IF_W" netns "$NS_W"
+fi
 ip -n "$NS_S" addr add "$SRV_IP/24" dev "$IF_S"
 ip -n "$NS_W" addr add "$CLIENT_IP/24" dev "$IF_W"
 ip -n "$NS_W" addr add "$PEER_IP/24" dev "$IF_W"
@@ -197,6 +236,7 @@ pass_on_server
 # would complete: the world side computes full ones. The server side keeps
 # its offload, as it would on a NIC.
 in_w ethtool -K "$IF_W" tx off >/dev/null
+if [ "$ROUTER" = 1 ]; then in_s ethtool -K "$IF_S" tx off >/dev/null; fi
 if [ "$WORLD_QDISC" != noqueue ]; then
     # shellcheck disable=SC2086 # the qdisc and its options are words
     in_w tc qdisc replace dev "$IF_W" root $WORLD_QDISC
@@ -206,6 +246,10 @@ fi
 in_s sh -c "echo 1 > /sys/class/net/$IF_S/threaded"
 in_w sh -c "echo 1 > /sys/class/net/$IF_W/threaded"
 W_NAPI=$(pin_napi "$IF_W" "$LOAD_CPU")
+if [ "$ROUTER" = 1 ]; then
+    # The hop is the network's, not the server's: counted with the world end.
+    W_NAPI="$W_NAPI,$(pin_napi "$IF_RW" "$LOAD_CPU"),$(pin_napi "$IF_RS" "$LOAD_CPU")"
+fi
 for _ in $(seq 30); do
     in_w ping -c1 -W1 "$SRV_IP" >/dev/null 2>&1 && break
     sleep 0.2
@@ -389,7 +433,7 @@ run_point() { # config point round
     echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
     echo "natbridge: $("$NB" --version) ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
     echo "coturn: $(turnserver --version 2>/dev/null | head -1 || true)"
-    echo "ladder: $LADDER (sat = $CLIENTS x $SAT_RATE pps); $DURATION s per run; $ROUNDS rounds; NAPI_DEFER_US=$NAPI_DEFER_US; world qdisc: $WORLD_QDISC"
+    echo "ladder: $LADDER (sat = $CLIENTS x $SAT_RATE pps); $DURATION s per run; $ROUNDS rounds; NAPI_DEFER_US=$NAPI_DEFER_US; world qdisc: $WORLD_QDISC; router hop: $([ "$ROUTER" = 1 ] && echo "yes (XDP_REDIRECT)" || echo no)"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 log "results in $OUT"
