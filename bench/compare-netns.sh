@@ -40,6 +40,17 @@
 #               pages on the server's CPU (see docs/benchmarks-xdp.md). Both ends
 #               compute full UDP checksums (tx offload off), as the redirect
 #               would drop a partial one
+#   CAPACITY    1: instead of the ladder, each server's capacity on one core.
+#               The world end runs an XDP reflector that sends every relayed
+#               datagram straight back (to the peer: as the peer's answer; to
+#               a client: as the client's next ChannelData), so the packets
+#               `natbridge bench turn` injects (INJECT_RATE per client and
+#               second) circle between the world end and the server until the
+#               slower side saturates; the other side only swaps addresses.
+#               Prints relayed packets/s, both CPUs' busy time and the
+#               server's CPU per packet over WINDOW seconds after WARM
+#               (defaults 20, 5, 3). The server end computes full UDP
+#               checksums (tx offload off), which the reflected packets need
 #   CONFIGS     which servers to run (default "natbridge-xdp natbridge-off
 #               coturn"); the order rotates between rounds
 #   BPF_STATS   1: turn on kernel.bpf_stats_enabled during the runs (restored
@@ -78,6 +89,10 @@ WORLD_QDISC=${WORLD_QDISC:-pfifo limit 1000}
 CONFIGS=${CONFIGS:-natbridge-xdp natbridge-off coturn}
 BPF_STATS=${BPF_STATS:-0}
 ROUTER=${ROUTER:-0}
+CAPACITY=${CAPACITY:-0}
+INJECT_RATE=${INJECT_RATE:-20}
+WARM=${WARM:-3}
+WINDOW=${WINDOW:-5}
 NS_PREFIX=${NS_PREFIX:-nbb}
 NET=${NET:-10.79.0}
 CLIENTS=100
@@ -201,19 +216,11 @@ if [ "$ROUTER" = 1 ]; then
     ip -n "$NS_R" link set lo up
     ip -n "$NS_R" link set "$IF_RS" up
     ip -n "$NS_R" link set "$IF_RW" up
-    # A two-port bridge in XDP: what comes in on one end leaves by the other.
+    # A two-port bridge in XDP (bench/xdp/hop.c).
     rs=$(ip netns exec "$NS_R" cat "/sys/class/net/$IF_RS/ifindex")
     rw=$(ip netns exec "$NS_R" cat "/sys/class/net/$IF_RW/ifindex")
-    cat >"$OUT/xdp-hop.c" <<HOP
-#include <linux/bpf.h>
-static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)BPF_FUNC_redirect;
-__attribute__((section("xdp"), used)) int hop(struct xdp_md *ctx)
-{
-	return bpf_redirect(ctx->ingress_ifindex == $rw ? $rs : $rw, 0);
-}
-char LICENSE[] __attribute__((section("license"), used)) = "GPL";
-HOP
-    clang -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -c "$OUT/xdp-hop.c" -o "$OUT/xdp-hop.o"
+    clang -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -DTO_WORLD="$rw" -DTO_SERVER="$rs" \
+        -c bench/xdp/hop.c -o "$OUT/xdp-hop.o"
     for dev in "$IF_RS" "$IF_RW"; do
         ip -n "$NS_R" link set dev "$dev" xdpdrv obj "$OUT/xdp-hop.o" sec xdp
         ip netns exec "$NS_R" sh -c "echo 1 > /sys/class/net/$dev/threaded"
@@ -229,8 +236,17 @@ for ns in "$NS_S" "$NS_W"; do ip -n "$ns" link set lo up; done
 ip -n "$NS_S" link set "$IF_S" up
 ip -n "$NS_W" link set "$IF_W" up
 # XDP_TX frames from the server end are taken only by a peer that runs an
-# XDP program (its NAPI); the world end always runs XDP_PASS.
-ip -n "$NS_W" link set dev "$IF_W" xdpdrv obj "$OUT/xdp-pass.o" sec xdp
+# XDP program (its NAPI); the world end always runs one: XDP_PASS, or the
+# reflector (which passes everything while it is off).
+if [ "$CAPACITY" = 1 ]; then
+    peer_be=$(printf '0x%02x%02x%02x%02x' $(echo "$PEER_IP" | tr . ' ' | awk '{ print $4, $3, $2, $1 }'))
+    clang -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -DPEER_IP_BE="$peer_be" \
+        -c bench/xdp/reflect.c -o "$OUT/xdp-reflect.o"
+    ip -n "$NS_W" link set dev "$IF_W" xdpdrv obj "$OUT/xdp-reflect.o" sec xdp
+    in_s ethtool -K "$IF_S" tx off >/dev/null
+else
+    ip -n "$NS_W" link set dev "$IF_W" xdpdrv obj "$OUT/xdp-pass.o" sec xdp
+fi
 pass_on_server
 # A veth sender leaves a partial (offload) UDP checksum, which a real NIC
 # would complete: the world side computes full ones. The server side keeps
@@ -427,16 +443,80 @@ run_point() { # config point round
 }
 
 # ---------------------------------------------------------------------------
+# Capacity (CAPACITY=1)
+
+reflector_map() { # the reflector's map id
+    local prog
+    prog=$(ip -n "$NS_W" -d link show "$IF_W" | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p')
+    bpftool prog show id "$prog" -j | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).map_ids[0]))'
+}
+reflector_set() { bpftool map update id "$REFLECTOR" key 0 0 0 0 value "$1" 0 0 0 0 0 0 0; }
+reflected() {
+    bpftool map lookup id "$REFLECTOR" key 1 0 0 0 -j |
+        node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s);const b=(v.value??v.formatted?.value);console.log(Array.isArray(b)?b.reduceRight((a,x)=>a*256+Number(x),0):Number(b))})'
+}
+
+run_capacity() { # config round
+    local cfg=$1 round=$2 name bench_pid r0 r1 s0 s1 n0 n1 w0 w1 c0 c1 l0 l1 t0 t1
+    name="capacity-$cfg-r$round"
+    start_server "$cfg" "$name"
+    reflector_set 1
+    in_w taskset -c "$LOAD_CPU" "$NB" bench turn \
+        --server "$SRV_IP:$PORT" --peer-ip "$PEER_IP" --secret "$SECRET" \
+        --clients "$CLIENTS" --rate "$INJECT_RATE" --size "$SIZE" --duration $((WARM + WINDOW + 2)) --drain 0 \
+        --json-out "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 &
+    bench_pid=$!
+    sleep "$WARM"
+    r0=$(reflected); s0=$(ticks "$SERVER_PID"); n0=$(ticks "$S_NAPI"); w0=$(ticks "$W_NAPI")
+    c0=$(cpu_busy "$SERVER_CPU"); l0=$(cpu_busy "$LOAD_CPU"); t0=$(date +%s.%N)
+    sleep "$WINDOW"
+    r1=$(reflected); s1=$(ticks "$SERVER_PID"); n1=$(ticks "$S_NAPI"); w1=$(ticks "$W_NAPI")
+    c1=$(cpu_busy "$SERVER_CPU"); l1=$(cpu_busy "$LOAD_CPU"); t1=$(date +%s.%N)
+    reflector_set 0
+    wait "$bench_pid" 2>/dev/null || true
+    kill -0 "$SERVER_PID" 2>/dev/null || die "$cfg died during $name"
+    stop_server
+    awk -v cfg="$cfg" -v round="$round" -v r=$((r1 - r0)) -v t0="$t0" -v t1="$t1" \
+        -v s=$((s1 - s0)) -v n=$((n1 - n0)) -v w=$((w1 - w0)) -v c=$((c1 - c0)) -v l=$((l1 - l0)) 'BEGIN {
+        t = t1 - t0; pps = r / t; cpu = (s + n) / 100
+        printf "| %s | %d | %.0f | %.0f %% (%.0f %% process + %.0f %% NAPI) | %.0f %% | %.0f %% | %.0f %% | %.2f |\n",
+            cfg, round, pps, 100 * cpu / t, s / t, n / t, 100 * c / 100 / t, 100 * w / 100 / t, 100 * l / 100 / t, cpu / (r / 1e6)
+    }' | tee -a "$OUT/capacity.md" >&2
+}
 
 {
     echo "start: $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
     echo "natbridge: $("$NB" --version) ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
     echo "coturn: $(turnserver --version 2>/dev/null | head -1 || true)"
-    echo "ladder: $LADDER (sat = $CLIENTS x $SAT_RATE pps); $DURATION s per run; $ROUNDS rounds; NAPI_DEFER_US=$NAPI_DEFER_US; world qdisc: $WORLD_QDISC; router hop: $([ "$ROUTER" = 1 ] && echo "yes (XDP_REDIRECT)" || echo no)"
+    echo "ladder: $LADDER (sat = $CLIENTS x $SAT_RATE pps); $DURATION s per run; $ROUNDS rounds; NAPI_DEFER_US=$NAPI_DEFER_US; world qdisc: $WORLD_QDISC; router hop: $([ "$ROUTER" = 1 ] && echo "yes (XDP_REDIRECT)" || echo no); capacity mode: $CAPACITY"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 log "results in $OUT"
+
+if [ "$CAPACITY" = 1 ]; then
+    REFLECTOR=$(reflector_map)
+    [ -n "$REFLECTOR" ] || die "no reflector map"
+    {
+        echo "capacity: $CLIENTS clients injecting $INJECT_RATE pps each; window $WINDOW s after $WARM s"
+        echo
+        echo "| server | round | relayed pps | server CPU (process + NAPI thread) | server CPU busy (/proc/stat) | world NAPI thread | load CPU busy (/proc/stat) | server CPU s per million relayed |"
+        echo "|---|---|---|---|---|---|---|---|"
+    } >"$OUT/capacity.md"
+    read -ra CONFIG_LIST <<<"$CONFIGS"
+    for round in $(seq "$ROUNDS"); do
+        for cfg in "${CONFIG_LIST[@]}"; do
+            log "capacity, round $round/$ROUNDS: $cfg"
+            run_capacity "$cfg" "$round"
+        done
+    done
+    echo "end: $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+    cat "$OUT/capacity.md"
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------
+
 
 read -ra CONFIG_LIST <<<"$CONFIGS"
 for round in $(seq "$ROUNDS"); do

@@ -48,10 +48,16 @@ async fn busy_then_quiet(alternate: Option<SocketAddr>) {
     let frame = channel_data(CH, &[7; PAYLOAD]);
     let flow = Flow::default();
     let mut newcomers = 0;
+    // Every newcomer's socket stays open: a closed one's port could go to
+    // the next newcomer, whose Allocate would then meet the allocation still
+    // held for that address (437) instead of the capacity check.
+    let mut kept = Vec::new();
     let mut newcomer = async |want: &dyn Fn(&Message) -> bool| -> Option<Message> {
         newcomers += 1;
         let mut c = daemon.client_for(&format!("new{name}-{newcomers}")).await;
-        Some(c.allocate().await).filter(|m| want(m))
+        let answer = c.allocate().await;
+        kept.push(c);
+        Some(answer).filter(|m| want(m))
     };
     let check = async {
         // 1.6 Mbit/s relayed (twice the 800 kbit/s pace below).
