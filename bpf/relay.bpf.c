@@ -129,6 +129,21 @@ INLINE __sum16 udp_checksum(__sum16 old, __be32 *from, __u32 from_size, __be32 *
 	return c == 0 ? 0xffff : c;
 }
 
+// The kernel drops an IPv4 header whose checksum is wrong; so must we, or
+// we would relay what user space never sees. Ones' complement sums do not
+// depend on byte order, so the words are added as they lie.
+INLINE int ip_header_valid(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u32 s = 0;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*ip) / 2); i++)
+		s += w[i];
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return s == 0xffff;
+}
+
 INLINE void ip_checksum(struct iphdr *ip)
 {
 	ip->check = 0;
@@ -457,7 +472,8 @@ int natbridge_relay(struct xdp_md *ctx)
 	struct udphdr *udp;
 	if (eth->h_proto == htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
-		if ((void *)(ip + 1) > end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl != 5 ||
+		    ip->protocol != IPPROTO_UDP || !ip_header_valid(ip))
 			return XDP_PASS;
 		// Fragments (MF set or an offset) are reassembled by the kernel.
 		if (ip->frag_off & htons(0x3fff))

@@ -30,7 +30,7 @@ pub struct Maps {
     free: VecDeque<u32>,
     verdicts: PerCpuArray<MapData, u64>,
     // Last: maps close before the program detaches.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 fn denied(e: impl std::fmt::Display) -> NotAttached {
@@ -61,6 +61,13 @@ pub fn load(
     mtu: u32,
     native_only: bool,
 ) -> Result<(Maps, &'static str), NotAttached> {
+    let mut maps = prepare(own, mtu)?;
+    let mode = maps.attach(interface, native_only)?;
+    Ok((maps, mode))
+}
+
+/// Loads the program into the kernel with its maps filled in, unattached.
+fn prepare(own: &[IpAddr], mtu: u32) -> Result<Maps, NotAttached> {
     let mut ebpf = Ebpf::load(OBJECT).map_err(denied)?;
     let mut addresses: HashMap<MapData, Addr, u8> = take(&mut ebpf, "OWN_ADDRESSES")?;
     for ip in own {
@@ -93,44 +100,47 @@ pub fn load(
         .ok_or_else(|| NotAttached("the program has no map VERDICTS".into()))?;
     let verdicts =
         PerCpuArray::try_from(verdicts).map_err(|e| NotAttached(format!("map VERDICTS: {e}")))?;
-    let program: &mut Xdp = ebpf
-        .program_mut("natbridge_relay")
+    let program = relay_program(&mut ebpf)?;
+    program.load().map_err(denied)?;
+    Ok(Maps {
+        clients,
+        peers,
+        traffic,
+        slots: StdHashMap::new(),
+        free: (0..TRAFFIC_SLOTS).collect(),
+        verdicts,
+        ebpf,
+    })
+}
+
+fn relay_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, NotAttached> {
+    ebpf.program_mut("natbridge_relay")
         .ok_or_else(|| NotAttached("the object has no program natbridge_relay".into()))?
         .try_into()
-        .map_err(|e| NotAttached(format!("{e}")))?;
-    program.load().map_err(denied)?;
-    // Native (in the driver) first; the generic hook still skips the socket
-    // layer, on drivers without XDP support.
-    let mode = match program.attach(interface, XdpMode::Driver) {
-        Ok(_) => "native",
-        Err(native) if native_only => {
-            return Err(NotAttached(format!(
-                "the driver of {interface} has no native XDP ({native}); set turn.xdp = \"on\" to use the kernel's generic hook"
-            )));
-        }
-        Err(native) => match program.attach(interface, XdpMode::Skb) {
-            Ok(_) => {
-                tracing::debug!(error = %native, "native XDP refused; attached in generic mode");
-                "generic"
-            }
-            Err(e) => return Err(denied(e)),
-        },
-    };
-    Ok((
-        Maps {
-            clients,
-            peers,
-            traffic,
-            slots: StdHashMap::new(),
-            free: (0..TRAFFIC_SLOTS).collect(),
-            verdicts,
-            _ebpf: ebpf,
-        },
-        mode,
-    ))
+        .map_err(|e| NotAttached(format!("{e}")))
 }
 
 impl Maps {
+    /// `native_only`: no fallback to the kernel's generic hook.
+    fn attach(&mut self, interface: &str, native_only: bool) -> Result<&'static str, NotAttached> {
+        let program = relay_program(&mut self.ebpf)?;
+        // Native (in the driver) first; the generic hook still skips the
+        // socket layer, on drivers without XDP support.
+        match program.attach(interface, XdpMode::Driver) {
+            Ok(_) => Ok("native"),
+            Err(native) if native_only => Err(NotAttached(format!(
+                "the driver of {interface} has no native XDP ({native}); set turn.xdp = \"on\" to use the kernel's generic hook"
+            ))),
+            Err(native) => match program.attach(interface, XdpMode::Skb) {
+                Ok(_) => {
+                    tracing::debug!(error = %native, "native XDP refused; attached in generic mode");
+                    Ok("generic")
+                }
+                Err(e) => Err(denied(e)),
+            },
+        }
+    }
+
     pub fn install(
         &mut self,
         ck: ClientKey,
@@ -252,3 +262,6 @@ impl Maps {
             })
     }
 }
+
+#[cfg(test)]
+mod tests;
