@@ -83,7 +83,7 @@ pub async fn run(args: &TurnArgs, connector: Connector) -> Result<TurnReport> {
                 let cycle = async {
                     let conn = fresh(&connector, &next_port).await?;
                     let mut c = TurnClient::new(conn, username, password, timeout);
-                    c.allocate(None).await?;
+                    c.allocate(None, false).await?;
                     c.refresh(0).await
                 };
                 match cycle.await {

@@ -278,10 +278,20 @@ impl TurnClient {
 
     /// Allocate a UDP relay: first unauthenticated, to learn REALM and NONCE
     /// from the 401, then authenticated. Returns the relayed address.
-    pub async fn allocate(&mut self, lifetime: Option<u32>) -> Result<SocketAddr, TurnError> {
+    /// `ipv6_relay`: ask for an IPv6 relay (REQUESTED-ADDRESS-FAMILY), which
+    /// IPv6 peers need; servers give IPv4 otherwise.
+    pub async fn allocate(
+        &mut self,
+        lifetime: Option<u32>,
+        ipv6_relay: bool,
+    ) -> Result<SocketAddr, TurnError> {
         const UDP: [u8; 4] = [17, 0, 0, 0];
+        const IPV6: [u8; 4] = [2, 0, 0, 0];
         let life = lifetime.map(u32::to_be_bytes);
         let mut attrs: Vec<(AttrType, &[u8])> = vec![(ATTR_REQUESTED_TRANSPORT, &UDP)];
+        if ipv6_relay {
+            attrs.push((ATTR_REQUESTED_ADDRESS_FAMILY, &IPV6));
+        }
         if let Some(l) = &life {
             attrs.push((ATTR_LIFETIME, l));
         }

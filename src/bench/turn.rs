@@ -49,7 +49,8 @@ pub struct TurnArgs {
     pub send_indications: bool,
     /// Address the built-in UDP echo peer binds to. The server must allow it
     /// as a peer (natbridge: [peers] allow = ["127.0.0.0/8"]; coturn:
-    /// --allow-loopback-peers).
+    /// --allow-loopback-peers). An IPv6 address makes the clients ask for
+    /// IPv6 relays.
     #[arg(long, default_value = "127.0.0.1")]
     pub peer_ip: IpAddr,
     /// Echo peer sockets (one thread each); clients are spread over them.
@@ -210,7 +211,10 @@ async fn setup(
                 let conn = connector.connect().await.map_err(|e| e.to_string())?;
                 let mut client = TurnClient::new(conn, username, password, timeout);
                 let t = Instant::now();
-                client.allocate(None).await.map_err(|e| e.to_string())?;
+                client
+                    .allocate(None, peer.is_ipv6())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let took = t.elapsed();
                 let bound = match method {
                     Method::ChannelData => client.channel_bind(traffic::CHANNEL, peer).await,

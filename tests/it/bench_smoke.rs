@@ -112,6 +112,18 @@ fn bench_turn_relays_without_loss() {
 }
 
 #[test]
+fn bench_turn_relays_to_an_ipv6_peer_through_an_ipv6_relay() {
+    // IPv4 clients, IPv6 relays (REQUESTED-ADDRESS-FAMILY) and peer.
+    let daemon = Daemon::start(Config {
+        relay_ipv6: "::1".to_string(),
+        allow: Some(vec!["::1/128".into()]),
+        ..Config::allow_loopback()
+    });
+    let r = turn(&daemon, &["--peer-ip", "::1"]);
+    assert_clean_relay(&r, "UDP ChannelData, IPv6");
+}
+
+#[test]
 fn bench_turn_reports_refused_credentials() {
     let daemon = Daemon::start(Config::allow_loopback());
     let server = daemon.addr.to_string();
