@@ -51,6 +51,9 @@
 #               server's CPU per packet over WINDOW seconds after WARM
 #               (defaults 20, 5, 3). The server end computes full UDP
 #               checksums (tx offload off), which the reflected packets need
+#   PEER6       1: the peer (the echo peer, or the reflector's) is IPv6,
+#               fd79::3, and the clients (IPv4) ask for IPv6 relays: every
+#               relayed packet changes family on the way
 #   CONFIGS     which servers to run (default "natbridge-xdp natbridge-off
 #               coturn"); the order rotates between rounds
 #   BPF_STATS   1: turn on kernel.bpf_stats_enabled during the runs (restored
@@ -90,6 +93,7 @@ CONFIGS=${CONFIGS:-natbridge-xdp natbridge-off coturn}
 BPF_STATS=${BPF_STATS:-0}
 ROUTER=${ROUTER:-0}
 CAPACITY=${CAPACITY:-0}
+PEER6=${PEER6:-0}
 INJECT_RATE=${INJECT_RATE:-20}
 WARM=${WARM:-3}
 WINDOW=${WINDOW:-5}
@@ -111,6 +115,8 @@ IF_RS=nbbr1 # and towards the server
 SRV_IP=$NET.1
 CLIENT_IP=$NET.2
 PEER_IP=$NET.3
+SRV_IP6=fd79::1
+if [ "$PEER6" = 1 ]; then PEER_IP=fd79::3; fi
 PORT=3478
 HTTP_PORT=18095
 SECRET=netns-secret-0123456789
@@ -231,7 +237,12 @@ else
 fi
 ip -n "$NS_S" addr add "$SRV_IP/24" dev "$IF_S"
 ip -n "$NS_W" addr add "$CLIENT_IP/24" dev "$IF_W"
-ip -n "$NS_W" addr add "$PEER_IP/24" dev "$IF_W"
+if [ "$PEER6" = 1 ]; then
+    ip -n "$NS_S" addr add "$SRV_IP6/64" dev "$IF_S" nodad
+    ip -n "$NS_W" addr add "$PEER_IP/64" dev "$IF_W" nodad
+else
+    ip -n "$NS_W" addr add "$PEER_IP/24" dev "$IF_W"
+fi
 for ns in "$NS_S" "$NS_W"; do ip -n "$ns" link set lo up; done
 ip -n "$NS_S" link set "$IF_S" up
 ip -n "$NS_W" link set "$IF_W" up
@@ -239,7 +250,10 @@ ip -n "$NS_W" link set "$IF_W" up
 # XDP program (its NAPI); the world end always runs one: XDP_PASS, or the
 # reflector (which passes everything while it is off).
 if [ "$CAPACITY" = 1 ]; then
-    peer_be=$(printf '0x%02x%02x%02x%02x' $(echo "$PEER_IP" | tr . ' ' | awk '{ print $4, $3, $2, $1 }'))
+    peer_be=0
+    if [ "$PEER6" != 1 ]; then
+        peer_be=$(printf '0x%02x%02x%02x%02x' $(echo "$PEER_IP" | tr . ' ' | awk '{ print $4, $3, $2, $1 }'))
+    fi
     clang -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -DPEER_IP_BE="$peer_be" \
         -c bench/xdp/reflect.c -o "$OUT/xdp-reflect.o"
     ip -n "$NS_W" link set dev "$IF_W" xdpdrv obj "$OUT/xdp-reflect.o" sec xdp
@@ -293,6 +307,7 @@ start_server() { # config round-tag
 listen = ["0.0.0.0:$PORT"]
 realm = "$REALM"
 relay_ip = "$SRV_IP"
+relay_ipv6 = "$([ "$PEER6" = 1 ] && echo "$SRV_IP6" || echo none)"
 relay_port_min = 61000
 relay_port_max = 65535
 workers = 1
@@ -303,7 +318,7 @@ unauth_replies_per_ip = 0
 [auth]
 secrets = ["$SECRET"]
 [peers]
-allow = ["$NET.0/24"]
+allow = ["$NET.0/24", "fd79::/64"]
 [http]
 listen = "127.0.0.1:$HTTP_PORT"
 EOF
@@ -316,7 +331,8 @@ EOF
             -L "$SRV_IP" --listening-port="$PORT" --relay-ip="$SRV_IP" \
             --min-port=61000 --max-port=65535 \
             --use-auth-secret --static-auth-secret="$SECRET" --realm="$REALM" \
-            --allowed-peer-ip="$NET.0-$NET.255" --no-tls --no-dtls --no-cli \
+            --allowed-peer-ip="$NET.0-$NET.255" $([ "$PEER6" = 1 ] && echo "--relay-ip=$SRV_IP6 --allowed-peer-ip=fd79::1-fd79::ffff") \
+            --no-tls --no-dtls --no-cli \
             --relay-threads=1 --log-file="$OUT/$tag.log" --simple-log --no-stdout-log \
             --pidfile="$OUT/coturn.pid" >/dev/null 2>&1 &
         SERVER_PID=$!
@@ -371,7 +387,10 @@ ticks() { # utime+stime of pids/tids (comma-separated), summed
         awk '{ s += $12 + $13 } END { print s + 0 }'
 }
 cpu_busy() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
-udp_in() { in_s awk '/^Udp:/ { n++ } /^Udp:/ && n == 2 { print $2 }' /proc/net/snmp; }
+udp_in() { # UDP datagrams the server namespace's stack received, both families
+    echo $(( $(in_s awk '/^Udp:/ { n++ } /^Udp:/ && n == 2 { print $2 }' /proc/net/snmp) +
+        $(in_s awk '$1 == "Udp6InDatagrams" { print $2 }' /proc/net/snmp6) ))
+}
 # Where packets were dropped, as "name value" lines: UDP socket buffers
 # (RcvbufErrors; SndbufErrors, which on veth means the other end's ring was
 # full) in each namespace, and each veth end's dropped counters (a full ring
@@ -489,7 +508,7 @@ run_capacity() { # config round
     echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
     echo "natbridge: $("$NB" --version) ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
     echo "coturn: $(turnserver --version 2>/dev/null | head -1 || true)"
-    echo "ladder: $LADDER (sat = $CLIENTS x $SAT_RATE pps); $DURATION s per run; $ROUNDS rounds; NAPI_DEFER_US=$NAPI_DEFER_US; world qdisc: $WORLD_QDISC; router hop: $([ "$ROUTER" = 1 ] && echo "yes (XDP_REDIRECT)" || echo no); capacity mode: $CAPACITY"
+    echo "ladder: $LADDER (sat = $CLIENTS x $SAT_RATE pps); $DURATION s per run; $ROUNDS rounds; NAPI_DEFER_US=$NAPI_DEFER_US; world qdisc: $WORLD_QDISC; router hop: $([ "$ROUTER" = 1 ] && echo "yes (XDP_REDIRECT)" || echo no); capacity mode: $CAPACITY; peer: $PEER_IP"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 log "results in $OUT"

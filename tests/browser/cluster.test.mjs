@@ -68,29 +68,33 @@ const both = (a, b) => ({ log: () => `---- node A ----\n${a.log()}\n---- node B 
 test('pages on two nodes make a relay-only call, each through its own node', { timeout: 90000 }, async () => {
   const a = await startNode(0);
   const b = await startNode(1);
-  await seesNodes(a, 2);
-  await seesNodes(b, 2);
-  const pages = [];
-  await withDiagnostics(both(a, b), pages, async () => {
-    const alice = await joinCall(browser, a, { room: 'two-nodes', name: 'Alice', relayOnly: true });
-    pages.push(alice);
-    const bob = await joinCall(browser, b, { room: 'two-nodes', name: 'Bob', relayOnly: true });
-    pages.push(bob);
-    await Promise.all([waitConnected(alice, 1), waitConnected(bob, 1)]);
-    const [idA, idB] = [await peerIdOf(alice), await peerIdOf(bob)];
-    await Promise.all([framesKeepComing(alice, idB, 5), framesKeepComing(bob, idA, 5)]);
-    await chatArrives(alice, bob, 'hello across two nodes');
-    // Alice relays through node A, Bob through node B.
-    for (const [page, node] of [[alice, a], [bob, b]]) {
-      const [peer] = await snapshot(page);
-      const { local, remote } = peer.stats.pair;
-      assert.equal(local.type, 'relay', `${page.label}: ${JSON.stringify(local)}`);
-      assert.equal(remote.type, 'relay', `${page.label}: ${JSON.stringify(remote)}`);
-      assert.ok(inWindow(local.port, node.relay), `${page.label}'s relay ${local.port} is not node ${node.url}'s (${JSON.stringify(node.relay)})`);
-    }
-  });
-  // Gone from the cluster before the next test counts its nodes.
-  for (const n of [a, b]) await n.stop();
+  // Gone from the cluster before the next test counts its nodes, whether
+  // this one passed or not: a failure here must not fail the next one too.
+  try {
+    await seesNodes(a, 2);
+    await seesNodes(b, 2);
+    const pages = [];
+    await withDiagnostics(both(a, b), pages, async () => {
+      const alice = await joinCall(browser, a, { room: 'two-nodes', name: 'Alice', relayOnly: true });
+      pages.push(alice);
+      const bob = await joinCall(browser, b, { room: 'two-nodes', name: 'Bob', relayOnly: true });
+      pages.push(bob);
+      await Promise.all([waitConnected(alice, 1), waitConnected(bob, 1)]);
+      const [idA, idB] = [await peerIdOf(alice), await peerIdOf(bob)];
+      await Promise.all([framesKeepComing(alice, idB, 5), framesKeepComing(bob, idA, 5)]);
+      await chatArrives(alice, bob, 'hello across two nodes');
+      // Alice relays through node A, Bob through node B.
+      for (const [page, node] of [[alice, a], [bob, b]]) {
+        const [peer] = await snapshot(page);
+        const { local, remote } = peer.stats.pair;
+        assert.equal(local.type, 'relay', `${page.label}: ${JSON.stringify(local)}`);
+        assert.equal(remote.type, 'relay', `${page.label}: ${JSON.stringify(remote)}`);
+        assert.ok(inWindow(local.port, node.relay), `${page.label}'s relay ${local.port} is not node ${node.url}'s (${JSON.stringify(node.relay)})`);
+      }
+    });
+  } finally {
+    for (const n of [a, b]) await n.stop();
+  }
 });
 
 const skipRedirect = LOOPBACK_ONLY && 'Chromium does not follow a 300 to a loopback address; tests/browser/run.sh runs this file in a network namespace (as root)';
