@@ -21,6 +21,8 @@
 # is stopped (by its pid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/caps-config.sh
+. bench/caps-config.sh
 
 NB=${NATBRIDGE:-target/release/natbridge}
 OUT=${OUT:-$(mktemp -d /tmp/natbridge-caps.XXXXXX)}
@@ -39,29 +41,8 @@ mkdir -p "$OUT"
 
 SERVER_PID=
 start() { # tag caps(0|1)
-    local tag=$1 caps=$2 extra=
-    if [ "$caps" = 1 ]; then
-        extra=$(printf 'max_bps = %s\nuser_max_bps = %s' "$HIGH_BPS" "$HIGH_BPS")
-    fi
-    cat >"$OUT/$tag.toml" <<EOF
-[turn]
-listen = ["127.0.0.1:$PORT"]
-realm = "bench.local"
-relay_ip = "127.0.0.1"
-relay_port_min = 61000
-relay_port_max = 65535
-workers = 1
-max_allocations = 20000
-user_quota = 100000
-unauth_replies_per_ip = 0
-$extra
-[auth]
-secrets = ["$SECRET"]
-[peers]
-allow = ["127.0.0.0/8"]
-[http]
-listen = "127.0.0.1:$HTTP_PORT"
-EOF
+    local tag=$1 caps=$2
+    caps_config "$caps" >"$OUT/$tag.toml"
     taskset -c "$SERVER_CPUS" "$NB" serve --config "$OUT/$tag.toml" >>"$OUT/$tag.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 50); do

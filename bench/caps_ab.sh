@@ -24,6 +24,8 @@
 # stopped (by its pid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/caps-config.sh
+. bench/caps-config.sh
 
 NB=${NATBRIDGE:-target/release/natbridge}
 OUT=${OUT:-$(mktemp -d /tmp/natbridge-caps-ab.XXXXXX)}
@@ -40,29 +42,7 @@ mkdir -p "$OUT"
 [ -x "$NB" ] || { echo "caps_ab.sh: $NB missing (cargo build --release)" >&2; exit 1; }
 
 write_config() { # caps(0|1)
-    local extra=
-    if [ "$1" = 1 ]; then
-        extra=$(printf 'max_bps = %s\nuser_max_bps = %s' "$HIGH_BPS" "$HIGH_BPS")
-    fi
-    cat >"$OUT/natbridge.toml" <<EOF
-[turn]
-listen = ["127.0.0.1:$PORT"]
-realm = "bench.local"
-relay_ip = "127.0.0.1"
-relay_port_min = 61000
-relay_port_max = 65535
-workers = 1
-max_allocations = 20000
-user_quota = 100000
-unauth_replies_per_ip = 0
-$extra
-[auth]
-secrets = ["$SECRET"]
-[peers]
-allow = ["127.0.0.0/8"]
-[http]
-listen = "127.0.0.1:$HTTP_PORT"
-EOF
+    caps_config "$1" >"$OUT/natbridge.toml"
 }
 
 SERVER_PID=

@@ -131,11 +131,7 @@ impl TurnCore {
         self.stats.packets_to_client[u] += t.packets_to_client;
         self.stats.bytes_to_client[u] += t.bytes_to_client;
         if let Some(alloc) = self.allocations.get_mut(&id) {
-            let mine = &mut alloc.usage.traffic;
-            mine.packets_to_peer += t.packets_to_peer;
-            mine.bytes_to_peer += t.bytes_to_peer;
-            mine.packets_to_client += t.packets_to_client;
-            mine.bytes_to_client += t.bytes_to_client;
+            alloc.usage.traffic += t;
         }
     }
 }

@@ -74,6 +74,15 @@ pub struct Traffic {
     pub bytes_to_client: u64,
 }
 
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, t: Traffic) {
+        self.packets_to_peer += t.packets_to_peer;
+        self.bytes_to_peer += t.bytes_to_peer;
+        self.packets_to_client += t.packets_to_client;
+        self.bytes_to_client += t.bytes_to_client;
+    }
+}
+
 /// What an allocation accounts for its usage record and the admin API.
 #[derive(Debug, Clone)]
 pub struct Usage {

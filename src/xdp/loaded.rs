@@ -11,6 +11,7 @@ use aya::{Ebpf, include_bytes_aligned};
 
 use super::NotAttached;
 use super::maps::*;
+use crate::turn::usage::Traffic;
 
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/relay.bpf.o"));
 
@@ -24,6 +25,8 @@ pub struct Maps {
     /// Per-CPU counters, one slot per allocation with routes.
     traffic: PerCpuArray<MapData, KernelTraffic>,
     slots: StdHashMap<u64, u32>,
+    /// Possible CPUs: the length of each slot's per-CPU values.
+    cpus: usize,
     /// Free slots, oldest first: a slot is reused as late as possible, so
     /// that a packet still in flight when its allocation was forgotten
     /// cannot count towards the next one.
@@ -100,6 +103,8 @@ fn prepare(own: &[IpAddr], mtu: u32) -> Result<Maps, NotAttached> {
         .ok_or_else(|| NotAttached("the program has no map VERDICTS".into()))?;
     let verdicts =
         PerCpuArray::try_from(verdicts).map_err(|e| NotAttached(format!("map VERDICTS: {e}")))?;
+    let cpus =
+        aya::util::nr_cpus().map_err(|(_, e)| NotAttached(format!("cannot count CPUs: {e}")))?;
     let program = relay_program(&mut ebpf)?;
     program.load().map_err(denied)?;
     Ok(Maps {
@@ -107,6 +112,7 @@ fn prepare(own: &[IpAddr], mtu: u32) -> Result<Maps, NotAttached> {
         peers,
         traffic,
         slots: StdHashMap::new(),
+        cpus,
         free: (0..TRAFFIC_SLOTS).collect(),
         verdicts,
         ebpf,
@@ -197,16 +203,13 @@ impl Maps {
     }
 
     fn zero(&mut self, slot: u32) -> bool {
-        let Ok(cpus) = aya::util::nr_cpus() else {
-            return false;
-        };
-        let Ok(zeros) = PerCpuValues::try_from(vec![KernelTraffic::default(); cpus]) else {
+        let Ok(zeros) = PerCpuValues::try_from(vec![KernelTraffic::default(); self.cpus]) else {
             return false;
         };
         self.traffic.set(slot, zeros, 0).is_ok()
     }
 
-    pub fn forget(&mut self, allocation: u64, keys: &[(ClientKey, PeerKey)]) -> KernelTraffic {
+    pub fn forget(&mut self, allocation: u64, keys: &[(ClientKey, PeerKey)]) -> Traffic {
         for (ck, pk) in keys {
             // A key may since belong to another allocation (a reused relay
             // port): only remove our own.
@@ -244,22 +247,18 @@ impl Maps {
     }
 
     /// The allocation's counts, summed over CPUs.
-    pub fn traffic(&self, allocation: u64) -> KernelTraffic {
-        let Some(per_cpu) = self
+    pub fn traffic(&self, allocation: u64) -> Traffic {
+        let mut total = Traffic::default();
+        if let Some(per_cpu) = self
             .slots
             .get(&allocation)
             .and_then(|&slot| self.traffic.get(&slot, 0).ok())
-        else {
-            return KernelTraffic::default();
-        };
-        per_cpu
-            .iter()
-            .fold(KernelTraffic::default(), |a, t| KernelTraffic {
-                packets_to_peer: a.packets_to_peer + t.packets_to_peer,
-                bytes_to_peer: a.bytes_to_peer + t.bytes_to_peer,
-                packets_to_client: a.packets_to_client + t.packets_to_client,
-                bytes_to_client: a.bytes_to_client + t.bytes_to_client,
-            })
+        {
+            for t in per_cpu.iter() {
+                total += Traffic::from(*t);
+            }
+        }
+        total
     }
 }
 

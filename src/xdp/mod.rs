@@ -196,7 +196,7 @@ impl FastPath {
             return Traffic::default();
         };
         match guard.as_mut() {
-            Some(m) => m.forget(allocation, keys).into(),
+            Some(m) => m.forget(allocation, keys),
             None => Traffic::default(),
         }
     }
@@ -227,7 +227,7 @@ impl FastPath {
         self.maps
             .lock()
             .ok()
-            .and_then(|m| m.as_ref().map(|m| m.traffic(allocation).into()))
+            .and_then(|m| m.as_ref().map(|m| m.traffic(allocation)))
             .unwrap_or_default()
     }
 }
@@ -347,11 +347,11 @@ mod loaded {
         ) -> bool {
             false
         }
-        pub fn forget(&mut self, _: u64, _: &[(ClientKey, PeerKey)]) -> KernelTraffic {
-            KernelTraffic::default()
+        pub fn forget(&mut self, _: u64, _: &[(ClientKey, PeerKey)]) -> super::Traffic {
+            super::Traffic::default()
         }
-        pub fn traffic(&self, _: u64) -> KernelTraffic {
-            KernelTraffic::default()
+        pub fn traffic(&self, _: u64) -> super::Traffic {
+            super::Traffic::default()
         }
         pub fn verdicts(&self) -> [u64; VERDICTS.len()] {
             [0; VERDICTS.len()]
