@@ -364,7 +364,10 @@ async fn a_burst_of_connections_waits_in_the_backlog_while_the_daemon_is_busy() 
         "{turn} of {BURST} connects to the TURN TCP listener completed while the daemon was busy"
     );
     drop((http_open, turn_open));
-    // And it serves them once it runs again.
+    // And it serves them once it runs again. The burst's connections count
+    // against this address until the daemon has seen them close, which it
+    // may not have yet: 429 until then.
+    ws::wait_admitted(daemon.http, "after the burst").await;
     let mut ws = WsClient::connect(daemon.http, "after-burst").await;
     ws.join("after-burst", "bob").await;
     daemon.assert_alive();
