@@ -100,8 +100,16 @@ async function chooseBackground(page, label) {
 }
 
 // What page's peer connection sends as video, and the tracks it knows.
-const sending = (page) =>
-  page.evaluate(() => {
+// The media state changes at once and the sender's replaceTrack settles a
+// moment later (a CI run read the sender in between), so this first waits,
+// a bounded time, for the sender to carry what the page publishes; if it
+// never does, the caller's assertions say so.
+async function sending(page) {
+  await waitFor(page, () => {
+    const [peer] = window.natbridge.peers.values();
+    return peer.senders.video.track === window.natbridge.media.videoTrack;
+  }).catch(() => {});
+  return page.evaluate(() => {
     const [peer] = window.natbridge.peers.values();
     const media = window.natbridge.media;
     return {
@@ -112,6 +120,7 @@ const sending = (page) =>
       created: window.__tracks.length,
     };
   });
+}
 
 // The other peer's video as Bob decodes it, scaled to w x h: RGBA bytes.
 function remoteFrame(page, peerId, w = 160, h = 90) {

@@ -37,6 +37,11 @@ export class PeerSession extends Emitter {
     // Incoming signals are handled one at a time, in arrival order, so each
     // decision sees the state the previous signal left.
     this.inbox = Promise.resolve();
+    // Track swaps run one at a time and the newest choice wins: quick
+    // switches (background effects) would otherwise leave whichever
+    // replaceTrack happened to settle last on the sender.
+    this.trackSwaps = Promise.resolve();
+    this.wantedTracks = {};
     this.timers = {};
     this.closed = false;
     this.lastStats = null;
@@ -81,14 +86,22 @@ export class PeerSession extends Emitter {
       if (track) this.senders[role] = this.pc.addTrack(track, stream);
       return;
     }
-    await sender.replaceTrack(track);
-    if (role === 'screen') {
-      // A screen share comes and goes: flipping the direction tells the other
-      // side (its track ends) and costs one renegotiation.
-      const tr = this.pc.getTransceivers().find((t) => t.sender === sender);
-      if (tr && !tr.stopped) tr.direction = track ? 'sendrecv' : 'recvonly';
-    }
-    this.#applySending();
+    this.wantedTracks[role] = track;
+    this.trackSwaps = this.trackSwaps
+      .then(async () => {
+        // A newer choice for this role is queued behind: it does the swap.
+        if (this.closed || this.wantedTracks[role] !== track) return;
+        await sender.replaceTrack(track);
+        if (role === 'screen') {
+          // A screen share comes and goes: flipping the direction tells the
+          // other side (its track ends) and costs one renegotiation.
+          const tr = this.pc.getTransceivers().find((t) => t.sender === sender);
+          if (tr && !tr.stopped) tr.direction = track ? 'sendrecv' : 'recvonly';
+        }
+        this.#applySending();
+      })
+      .catch((err) => console.warn(`replaceTrack ${role} for ${this.id}:`, err));
+    await this.trackSwaps;
   }
 
   // Handles one relayed signal (offer, answer or candidate) from this peer.
