@@ -267,11 +267,29 @@ export async function openPage(browser, url, label, { setup } = {}) {
 // setup: as for openPage.
 export async function joinCall(browser, daemon, { room, name, relayOnly = false, query = '', setup }) {
   const page = await openPage(browser, `${daemon.url}/r/${room}${query}`, name, { setup });
-  await page.fill('#name', name);
-  if (relayOnly) await page.check('#relay-only', { force: true });
-  await page.click('#join-btn');
-  await page.waitForSelector('#call:not([hidden])', { timeout: EVENT_TIMEOUT_MS });
-  return page;
+  try {
+    await page.fill('#name', name);
+    if (relayOnly) await page.check('#relay-only', { force: true });
+    await page.click('#join-btn');
+    await page.waitForSelector('#call:not([hidden])', { timeout: EVENT_TIMEOUT_MS });
+    return page;
+  } catch (err) {
+    // The caller never gets this page, so withDiagnostics cannot print it:
+    // what the lobby shows and the console go into the error instead.
+    const lobby = await page
+      .evaluate(() => ({
+        button: document.querySelector('#join-btn')?.textContent,
+        error: document.querySelector('#lobby-error')?.textContent,
+        preview: document.querySelector('#preview-text')?.textContent,
+        media: window.natbridge?.media?.state,
+        websocket: window.natbridge?.signaling?.ws?.readyState ?? 'none',
+        joined: window.natbridge?.signaling?.joinedNow ?? false,
+      }))
+      .catch((e) => `unreadable: ${e.message}`);
+    err.message += `\n${name}'s lobby: ${JSON.stringify(lobby)}\n${name}'s console:\n${page.consoleLog.join('\n')}`;
+    await page.context().close().catch(() => {});
+    throw err;
+  }
 }
 
 // Polls `fn` (run in the page, sync or async) every 250 ms until it returns
