@@ -21,6 +21,8 @@ pub struct WebhooksSection {
     pub backoff_base_ms: u64,
     /// Milliseconds between retries at most.
     pub backoff_max_ms: u64,
+    /// Milliseconds a stopping daemon waits for queued events to go out.
+    pub flush_timeout_ms: u64,
 }
 
 impl Default for WebhooksSection {
@@ -33,6 +35,7 @@ impl Default for WebhooksSection {
             max_attempts: 5,
             backoff_base_ms: 500,
             backoff_max_ms: 30_000,
+            flush_timeout_ms: 5000,
         }
     }
 }
@@ -47,6 +50,7 @@ impl std::fmt::Debug for WebhooksSection {
             .field("max_attempts", &self.max_attempts)
             .field("backoff_base_ms", &self.backoff_base_ms)
             .field("backoff_max_ms", &self.backoff_max_ms)
+            .field("flush_timeout_ms", &self.flush_timeout_ms)
             .finish()
     }
 }

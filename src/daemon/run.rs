@@ -11,6 +11,7 @@ use super::Daemon;
 use crate::config::Config;
 use crate::net::stats_board::summarize;
 use crate::notify;
+use crate::webhooks::Webhooks;
 
 /// How often STATUS= is refreshed for `systemctl status`.
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
@@ -150,5 +151,33 @@ async fn drain(
     if let Some(cluster) = daemon.http.signal.rooms.cluster() {
         cluster.stop().await;
     }
+    let webhooks = daemon.http.signal.webhooks.clone();
     let _ = tokio::task::spawn_blocking(move || daemon.shutdown()).await;
+    flush_webhooks(&webhooks, term, int).await;
+}
+
+/// Gives the events still queued (the allocations just ended among them) a
+/// bounded time to go out. A further signal cuts it short.
+async fn flush_webhooks(
+    webhooks: &Webhooks,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) {
+    let pending = webhooks.pending();
+    if pending == 0 {
+        return;
+    }
+    notify::stopping(&format!("delivering {pending} webhook events"));
+    tracing::info!(events = pending, "delivering the queued webhook events");
+    let left = tokio::select! {
+        left = webhooks.flush() => left,
+        _ = term.recv() => webhooks.pending(),
+        _ = int.recv() => webhooks.pending(),
+    };
+    if left > 0 {
+        tracing::warn!(
+            events = left,
+            "webhook events not delivered before exit (webhooks.flush_timeout_ms)"
+        );
+    }
 }

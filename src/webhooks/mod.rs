@@ -38,6 +38,7 @@ pub struct Settings {
     max_attempts: u32,
     backoff_base: Duration,
     backoff_max: Duration,
+    flush_timeout: Duration,
 }
 
 impl Settings {
@@ -50,6 +51,7 @@ impl Settings {
             max_attempts: cfg.max_attempts.max(1),
             backoff_base: Duration::from_millis(cfg.backoff_base_ms),
             backoff_max: Duration::from_millis(cfg.backoff_max_ms),
+            flush_timeout: Duration::from_millis(cfg.flush_timeout_ms),
         }
     }
 }
@@ -229,6 +231,29 @@ impl Webhooks {
                     );
                 }
             }
+        }
+    }
+
+    /// Events queued or being sent.
+    pub fn pending(&self) -> u64 {
+        self.lock_queue().events()
+    }
+
+    /// Waits until every queued event is delivered or given up, at most
+    /// `webhooks.flush_timeout_ms`; returns how many are still pending. For
+    /// a stopping daemon, whose last events (the usage records of the
+    /// allocations it ended) would otherwise go with the process.
+    pub async fn flush(&self) -> u64 {
+        // Polled: a stop happens once, and polling cannot miss a wake-up.
+        const POLL: Duration = Duration::from_millis(20);
+        let deadline = tokio::time::Instant::now() + self.settings().flush_timeout;
+        loop {
+            let left = self.pending();
+            let now = tokio::time::Instant::now();
+            if left == 0 || now >= deadline {
+                return left;
+            }
+            tokio::time::sleep_until(deadline.min(now + POLL)).await;
         }
     }
 

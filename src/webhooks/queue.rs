@@ -42,6 +42,8 @@ pub struct Queue {
     limit: u64,
     /// Bytes of every event waiting or being sent.
     held: u64,
+    /// How many events that is.
+    events: u64,
     lanes: HashMap<String, Lane>,
     /// Lanes whose head may go out now, oldest first. Each lane is here at
     /// most once: it is added when it gets a head while idle, and when its
@@ -54,6 +56,7 @@ impl Queue {
         Queue {
             limit,
             held: 0,
+            events: 0,
             lanes: HashMap::new(),
             ready: VecDeque::new(),
         }
@@ -72,6 +75,11 @@ impl Queue {
         self.held
     }
 
+    /// Events waiting or being sent.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
     /// Appends to the lane of `key`, or refuses when the bytes would pass
     /// the limit.
     pub fn push(&mut self, key: &str, item: Item) -> Result<(), Full> {
@@ -80,6 +88,7 @@ impl Queue {
             return Err(Full);
         }
         self.held += cost;
+        self.events += 1;
         let lane = self.lanes.entry(key.to_owned()).or_default();
         if !lane.busy && lane.waiting.is_empty() {
             self.ready.push_back(key.to_owned());
@@ -108,6 +117,7 @@ impl Queue {
     /// and the lane's next event may go.
     pub fn finish(&mut self, key: &str, cost: u64) {
         self.held = self.held.saturating_sub(cost);
+        self.events = self.events.saturating_sub(1);
         let Some(lane) = self.lanes.get_mut(key) else {
             return;
         };
@@ -173,11 +183,14 @@ mod tests {
         }
         assert_eq!(q.held(), 3 * one);
         assert_eq!(q.push("r9", item("e9", 100)), Err(Full));
+        assert_eq!(q.events(), 3, "a refused event is not counted");
         // Taken but not finished: still counted.
         let (key, taken) = q.take().unwrap();
         assert_eq!(q.push("r9", item("e9", 100)), Err(Full));
+        assert_eq!(q.events(), 3);
         q.finish(&key, taken.cost());
         assert_eq!(q.held(), 2 * one);
+        assert_eq!(q.events(), 2);
         q.push("r9", item("e9", 100)).unwrap();
         // A smaller limit refuses new events, keeps the old ones.
         q.set_limit(one);

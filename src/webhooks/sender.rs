@@ -152,6 +152,7 @@ mod tests {
             max_attempts: 30,
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_millis(1000),
+            flush_timeout: Duration::ZERO,
         };
         for (attempt, full) in [
             (1, 100),

@@ -309,3 +309,70 @@ async fn an_ended_allocation_arrives_as_allocation_ended_with_its_usage() {
     let signature = hook.signature.clone().unwrap_or_default();
     assert!(verifies(HOOK_SECRET, &signature, &hook.body), "signed");
 }
+
+/// The allocations a stopping daemon ends are reported before it exits,
+/// retries included: the receiver refuses the first try (503), and the
+/// record arrives on the second, after the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_daemon_delivers_the_records_of_the_allocations_it_ends() {
+    let rx = HookReceiver::start(&[503]).await;
+    let extra = "backoff_base_ms = 200\nbackoff_max_ms = 200\n\n[service]\ndrain_timeout = 0\n";
+    let mut daemon = start_with_http(Config {
+        extra_toml: hooks_toml(&rx.url, extra),
+        ..Config::allow_loopback()
+    })
+    .await;
+    let mut c = daemon.client_for("stop-room/p1").await;
+    c.allocate_ok().await;
+
+    send_signal(daemon.pid(), libc::SIGTERM);
+    let status = tokio::task::block_in_place(|| daemon.wait_exit(Duration::from_secs(10)));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {status:?}\n{}",
+        daemon.log()
+    );
+    let hooks = rx.hooks();
+    let statuses: Vec<u16> = hooks.iter().map(|h| h.status).collect();
+    assert_eq!(statuses, [503, 200], "{}", daemon.log());
+    let e = hooks[1].json();
+    assert_eq!(e["type"], json!("allocation.ended"), "{e}");
+    assert_eq!(e["allocation"]["user"], json!("stop-room/p1"), "{e}");
+    assert_eq!(e["allocation"]["reason"], json!("drained"), "{e}");
+}
+
+/// A receiver that never answers holds the exit for flush_timeout_ms, not
+/// for its retries, and the log says what was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_receiver_delays_the_exit_only_by_the_flush_timeout() {
+    let rx = HookReceiver::start(&[]).await;
+    rx.stall();
+    let extra = "timeout_ms = 5000\nflush_timeout_ms = 700\n\n[service]\ndrain_timeout = 0\n";
+    let mut daemon = start_with_http(Config {
+        extra_toml: hooks_toml(&rx.url, extra),
+        ..Config::allow_loopback()
+    })
+    .await;
+    let mut c = daemon.client_for("stall-room/p1").await;
+    c.allocate_ok().await;
+
+    let t0 = std::time::Instant::now();
+    send_signal(daemon.pid(), libc::SIGTERM);
+    let status = tokio::task::block_in_place(|| daemon.wait_exit(Duration::from_secs(10)));
+    let elapsed = t0.elapsed();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {status:?}\n{}",
+        daemon.log()
+    );
+    // The 5 s request timeout would be the wait without the bound.
+    assert!(
+        elapsed >= Duration::from_millis(600) && elapsed < Duration::from_secs(4),
+        "exited {elapsed:?} after SIGTERM with flush_timeout_ms = 700"
+    );
+    let log = plain_log(&daemon);
+    assert!(
+        log.contains("webhook events not delivered before exit") && log.contains("events=1"),
+        "{log}"
+    );
+}

@@ -159,6 +159,7 @@ fn expected_defaults() -> Config {
             max_attempts: 5,
             backoff_base_ms: 500,
             backoff_max_ms: 30000,
+            flush_timeout_ms: 5000,
         },
     }
 }
@@ -281,6 +282,7 @@ fn everything_changed() -> Config {
             max_attempts: 1,
             backoff_base_ms: 1,
             backoff_max_ms: 3_600_000,
+            flush_timeout_ms: 0,
         },
     }
 }

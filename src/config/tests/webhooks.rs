@@ -69,6 +69,11 @@ fn bad_timings_and_bounds_name_key_and_line() {
             "webhooks.backoff_max_ms",
             "from backoff_base_ms (500)",
         ),
+        (
+            "flush_timeout_ms = 60001",
+            "webhooks.flush_timeout_ms",
+            "from 0 to 60000",
+        ),
         ("retries = 3", "webhooks.retries", "unknown key"),
     ] {
         assert_error(&webhooks(&format!("{line}\n")), key, 3, fragment);

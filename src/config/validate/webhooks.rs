@@ -69,6 +69,12 @@ pub(super) fn check_webhooks(w: &WebhooksSection) -> Checked {
         )
         .conflicting_with("webhooks.backoff_base_ms"));
     }
+    check_range(
+        "webhooks.flush_timeout_ms",
+        w.flush_timeout_ms,
+        0..=MAX_TIMEOUT_MS,
+        " ms",
+    )?;
     Ok(())
 }
 
