@@ -32,6 +32,12 @@
 #   UDP_CLIENTS, UDP_RATE   UDP relay clients and pps per client [100, 120]
 #   TCP_CLIENTS, TCP_RATE   TCP relay clients and pps per client [100, 100]
 #   TURN_RUN       seconds per bench turn run [60]
+#   CRED_TTL       seconds the bench turn runs' credentials are valid [120;
+#                  at least TURN_RUN + 30]. The server keeps what it knows of
+#                  each TURN user until the user's credential expires (for
+#                  revocations), so with hour-long credentials that state
+#                  grows through the first hour; short ones let it reach its
+#                  steady size within the warm-up
 #   SIG_PEERS, SIG_RATE, SIG_ROUND   peers per round, signals/s in all,
 #                  seconds of signaling per round [2000, 1000, 30]
 #   HUP_EVERY, SAMPLE_EVERY   seconds [30, 10]
@@ -62,6 +68,7 @@ UDP_RATE=${UDP_RATE:-120}
 TCP_CLIENTS=${TCP_CLIENTS:-100}
 TCP_RATE=${TCP_RATE:-100}
 TURN_RUN=${TURN_RUN:-60}
+CRED_TTL=${CRED_TTL:-120}
 SIG_PEERS=${SIG_PEERS:-2000}
 SIG_RATE=${SIG_RATE:-1000}
 SIG_ROUND=${SIG_ROUND:-30}
@@ -75,6 +82,11 @@ RELAY_MAX=${RELAY_MAX:-64999}
 SECRET=soak-secret-0123456789abcdef
 
 RUN_S=$((MINUTES * 60))
+case $CRED_TTL in '' | *[!0-9]*) echo "soak.sh: CRED_TTL must be a whole number of seconds" >&2; exit 2 ;; esac
+if [ "$CRED_TTL" -lt $((TURN_RUN + 30)) ]; then
+    echo "soak.sh: CRED_TTL ($CRED_TTL s) must be at least TURN_RUN + 30 ($((TURN_RUN + 30)) s): a run's credentials must outlast it" >&2
+    exit 2
+fi
 if [ -z "${WARMUP:-}" ]; then
     WARMUP=$((RUN_S / 10))
     [ "$WARMUP" -ge 120 ] || WARMUP=120
@@ -298,7 +310,7 @@ turn_loop() { # transport clients rate
         timeout --kill-after=10 $((dur + 60)) \
             "$NB" bench turn --server "127.0.0.1:$TURN_PORT" --secret "$SECRET" \
             --transport "$transport" --clients "$clients" --rate "$rate" --duration "$dur" \
-            --user "soak-$transport" --json-out "$OUT/runs/turn-$transport-$n.json" \
+            --user "soak-$transport" --credential-ttl "$CRED_TTL" --json-out "$OUT/runs/turn-$transport-$n.json" \
             >"$OUT/runs/turn-$transport-$n.txt" 2>&1 &
         pid=$!
         echo "$pid" >"$OUT/runs/turn-$transport.pid"

@@ -86,6 +86,11 @@ pub struct TurnArgs {
     /// appended).
     #[arg(long, default_value = "bench")]
     pub user: String,
+    /// Seconds the REST credentials are valid. The server keeps what it
+    /// knows of each user until its credential expires, so a long soak with
+    /// short credentials reaches its steady memory sooner.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=86400))]
+    pub credential_ttl: u64,
     /// Name for TLS SNI (the certificate is not verified).
     #[arg(long)]
     pub tls_name: Option<String>,
@@ -206,7 +211,11 @@ async fn setup(
             let connector = connector.clone();
             let peer = echo.addrs[i as usize % echo.addrs.len()];
             let (username, password) =
-                rest_credential(&args.secret, &format!("{}-{run}-{i}", args.user), 3600);
+                rest_credential(
+                &args.secret,
+                &format!("{}-{run}-{i}", args.user),
+                args.credential_ttl,
+            );
             async move {
                 let conn = connector.connect().await.map_err(|e| e.to_string())?;
                 let mut client = TurnClient::new(conn, username, password, timeout);

@@ -436,6 +436,9 @@ async fn ipv6_listener_serves_binding_and_allocate() {
 async fn even_port_gets_an_even_relay_port() {
     // RFC 8656 section 14.6: EVEN-PORT (R bit clear) asks for an even port.
     let daemon = Daemon::start(Config::default());
+    // Kept: a dropped client's port could go to the next one, which would
+    // then meet the old allocation (437).
+    let mut clients = Vec::new();
     for i in 0..4 {
         let mut c = daemon.client_for("even").await;
         let res = c
@@ -453,5 +456,6 @@ async fn even_port_gets_an_even_relay_port() {
             0,
             "EVEN-PORT must give an even port, got {relayed}"
         );
+        clients.push(c);
     }
 }
