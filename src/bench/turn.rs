@@ -210,8 +210,7 @@ async fn setup(
         .map(|i| {
             let connector = connector.clone();
             let peer = echo.addrs[i as usize % echo.addrs.len()];
-            let (username, password) =
-                rest_credential(
+            let (username, password) = rest_credential(
                 &args.secret,
                 &format!("{}-{run}-{i}", args.user),
                 args.credential_ttl,

@@ -34,6 +34,7 @@ use crate::turn::{CoreConfig, SharedState};
 use crate::webhooks::Webhooks;
 
 mod addrs;
+mod heap;
 mod run;
 
 pub use addrs::{IceUrls, RelayAddrs, ice_urls, public_host, resolve_relay_addrs};

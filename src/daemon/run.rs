@@ -71,7 +71,11 @@ pub async fn serve(cfg: Config, path: Option<PathBuf>, log_reload: LogReload) ->
                     tracing::warn!("a TURN worker has stopped reporting; withholding the watchdog ping");
                 }
             }
-            _ = status_tick.tick() => notify::status(&status_line(&daemon)),
+            _ = status_tick.tick() => {
+                notify::status(&status_line(&daemon));
+                // Off the service loop: it takes the arenas' locks in turn.
+                tokio::task::spawn_blocking(super::heap::release_free);
+            }
         }
     }
     drain(daemon, drain_timeout, &mut term, &mut int).await;
