@@ -8,8 +8,9 @@
 //! 16 MB back (docs/benchmarks.md, "Soak"). `malloc_trim` also releases the
 //! free pages inside each arena, not only at its top.
 
-/// Returns the allocator's free pages to the kernel; a few milliseconds at
-/// most for heaps of this daemon's size. Elsewhere than glibc, nothing.
+/// Returns the allocator's free pages to the kernel (its own time is not
+/// measured yet: the relay ladder with it is still to be run). Elsewhere
+/// than glibc, nothing.
 pub fn release_free() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointers; it walks glibc's own free lists
