@@ -25,33 +25,47 @@ export const EVENT_TIMEOUT_MS = 15000;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function freeTcpPort(ip = '127.0.0.1') {
-  return new Promise((ok, fail) => {
+// Listening ports come from below Linux's ephemeral range (32768+), where
+// Chromium's and every other client's outgoing sockets get their ports: a
+// port picked from there can be taken by a connection between our check and
+// the daemon's bind. Relay windows start at 20000.
+const LISTEN_MIN = 10000;
+const LISTEN_SPAN = 10000;
+let nextListen = Math.floor(Math.random() * LISTEN_SPAN);
+
+function tcpPortFree(port, ip) {
+  return new Promise((ok) => {
     const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, ip, () => {
-      const { port } = srv.address();
-      srv.close(() => ok(port));
-    });
+    srv.once('error', () => ok(false));
+    srv.listen(port, ip, () => srv.close(() => ok(true)));
   });
 }
 
 function udpPortFree(port, ip) {
   return new Promise((ok) => {
-    const sock = createSocket('udp4');
+    const sock = createSocket(ip.includes(':') ? 'udp6' : 'udp4');
     sock.once('error', () => ok(false));
     sock.bind(port, ip, () => sock.close(() => ok(true)));
   });
 }
 
+async function freeListenPort(ip, { udp }) {
+  for (let i = 0; i < LISTEN_SPAN; i += 1) {
+    const port = LISTEN_MIN + (nextListen % LISTEN_SPAN);
+    nextListen += 1;
+    if ((await tcpPortFree(port, ip)) && (!udp || (await udpPortFree(port, ip)))) return port;
+  }
+  throw new Error(`no free listening port on ${ip} in ${LISTEN_MIN}-${LISTEN_MIN + LISTEN_SPAN - 1}`);
+}
+
+function freeTcpPort(ip = '127.0.0.1') {
+  return freeListenPort(ip, { udp: false });
+}
+
 // TURN listens on the same port over UDP and, in builds with TURN over TCP,
 // over TCP too: find a port free for both.
-async function freeTurnPort(ip) {
-  for (let i = 0; i < 20; i += 1) {
-    const port = await freeTcpPort(ip);
-    if (await udpPortFree(port, ip)) return port;
-  }
-  throw new Error(`no port free for both TCP and UDP on ${ip}`);
+function freeTurnPort(ip) {
+  return freeListenPort(ip, { udp: true });
 }
 
 // A random window of relay ports below Linux's ephemeral range (32768+,

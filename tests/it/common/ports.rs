@@ -14,37 +14,51 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
     PORTS.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free TCP port")
-}
+/// Listening ports come from here: below the kernel's ephemeral range
+/// (32768-60999 on Linux by default), so no outgoing connection of a parallel
+/// test can be given one between our check and the daemon's bind, and below
+/// the relay windows.
+const LISTEN_PORTS: std::ops::Range<u16> = 10000..20000;
 
-/// A UDP port that is free on `ip` right now (bind to port 0 and release), never
-/// handed out twice by this test process.
-pub fn free_udp_port(ip: IpAddr) -> u16 {
-    for _ in 0..100 {
-        let sock = StdUdpSocket::bind(SocketAddr::new(ip, 0))
-            .unwrap_or_else(|e| panic!("bind {ip}:0 to find a free port: {e}"));
-        let port = sock
-            .local_addr()
-            .expect("local_addr of bound socket")
-            .port();
-        if handed_out().lock().expect("port set").insert(port) {
+/// A port on `ip` that was free for both TCP and UDP a moment ago (a daemon's
+/// TURN listen port takes both), never handed out twice by this process.
+fn free_listen_port(ip: IpAddr) -> u16 {
+    static NEXT: OnceLock<AtomicU64> = OnceLock::new();
+    let span = u64::from(LISTEN_PORTS.end - LISTEN_PORTS.start);
+    // A random start so two test processes on one machine rarely walk the same ports.
+    let next = NEXT.get_or_init(|| AtomicU64::new(rand::rng().random_range(0..span)));
+    for _ in 0..span {
+        let port = LISTEN_PORTS.start + (next.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        let addr = SocketAddr::new(ip, port);
+        let free = std::net::TcpListener::bind(addr).is_ok() && StdUdpSocket::bind(addr).is_ok();
+        if free && handed_out().lock().expect("port set").insert(port) {
             return port;
         }
     }
-    panic!("could not find a fresh free UDP port on {ip} in 100 tries");
+    panic!("no free listening port on {ip} in {LISTEN_PORTS:?}");
 }
 
-/// A 200-port relay window in 20000..45000; windows handed out by one test
-/// process never overlap (a random start, then consecutive windows).
+/// A TCP port on 127.0.0.1 that was free a moment ago, never handed out twice
+/// by this test process.
+pub fn free_tcp_port() -> u16 {
+    free_listen_port(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+}
+
+/// A UDP port that is free on `ip` right now (TCP too, for the TURN listener on
+/// the same port), never handed out twice by this test process.
+pub fn free_udp_port(ip: IpAddr) -> u16 {
+    free_listen_port(ip)
+}
+
+/// A 200-port relay window in 20000..32600, below the ephemeral range (so no
+/// client socket of a parallel test lands in it); windows handed out by one
+/// test process do not overlap until they wrap (a random start, then
+/// consecutive windows).
 pub fn relay_window() -> (u16, u16) {
+    const WINDOWS: u64 = 63;
     static NEXT: OnceLock<AtomicU64> = OnceLock::new();
-    let next = NEXT.get_or_init(|| AtomicU64::new(rand::rng().random_range(0..125)));
-    let index = next.fetch_add(1, Ordering::Relaxed) % 125;
+    let next = NEXT.get_or_init(|| AtomicU64::new(rand::rng().random_range(0..WINDOWS)));
+    let index = next.fetch_add(1, Ordering::Relaxed) % WINDOWS;
     let min = 20000 + (index as u16) * 200;
     (min, min + 199)
 }
