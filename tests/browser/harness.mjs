@@ -31,6 +31,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // the daemon's bind. Relay windows start at 20000.
 const LISTEN_MIN = 10000;
 const LISTEN_SPAN = 10000;
+// Walked in order from a random start, so one process never picks a port twice.
 let nextListen = Math.floor(Math.random() * LISTEN_SPAN);
 
 function tcpPortFree(port, ip) {
@@ -76,15 +77,6 @@ function relayWindow() {
   return { min, max: min + 199 };
 }
 
-// Three distinct ports free over TCP: listeners that must not collide.
-async function distinctTcpPort(taken) {
-  for (let i = 0; i < 20; i += 1) {
-    const port = await freeTcpPort();
-    if (!taken.includes(port)) return port;
-  }
-  throw new Error('no distinct free TCP port on 127.0.0.1');
-}
-
 // A throwaway self-signed certificate (P-256) for localhost and 127.0.0.1,
 // made with the openssl command line in `dir`. Returns the PEM paths.
 export function makeCertificate(dir) {
@@ -119,7 +111,7 @@ export async function startDaemon({ roomCapacity = 8, tls = false, turnIp = '127
   const dir = mkdtempSync(join(tmpdir(), 'natbridge-browser-'));
   const httpPort = await freeTcpPort();
   const turnPort = await freeTurnPort(turnIp);
-  const tlsPort = tls ? await distinctTcpPort([httpPort, turnPort]) : null;
+  const tlsPort = tls ? await freeTcpPort() : null;
   const certificate = tls ? makeCertificate(dir) : null;
   const relay = relayWindow();
   const config = join(dir, 'config.toml');
