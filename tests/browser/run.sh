@@ -59,6 +59,12 @@ if [[ "$(id -u)" == 0 ]] && command -v ip >/dev/null; then
     trap 'ip netns delete "$ns" 2>/dev/null || true' EXIT
     ip -n "$ns" link set lo up
     ip -n "$ns" link add nb0 type veth peer name nb1
+    # No IPv6 link-local addresses: the kernel adds them a second or two
+    # after the link comes up (once DAD ends), just as Chromium loads the
+    # first page, and Chromium aborts loads in flight on any address change
+    # (net::ERR_NETWORK_CHANGED: a CI run's first join never got its scripts).
+    ip -n "$ns" link set nb0 addrgenmode none
+    ip -n "$ns" link set nb1 addrgenmode none
     ip -n "$ns" addr add 10.77.0.1/24 dev nb0
     ip -n "$ns" addr add 10.77.0.2/24 dev nb1
     ip -n "$ns" link set nb0 up
